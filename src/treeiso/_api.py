@@ -1,0 +1,235 @@
+"""The public entry point :func:`fit` and its dispatch to the kernels."""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ._tree import as_tree
+from ._validation import (
+    check_orientation,
+    is_torch_tensor,
+    prepare_values,
+    prepare_weights,
+)
+
+__all__ = ["fit", "FitResult"]
+
+METHODS = ("auto", "pav", "star", "broom", "irt", "irt-leftist", "irt-binomial")
+BACKENDS = ("auto", "numba", "scipy", "torch")
+# The heap used by method="irt" (the faster one in benchmarks/bench_cpu.py).
+DEFAULT_HEAP = "irt-leftist"
+
+
+class FitResult(NamedTuple):
+    """Result of :func:`fit` with ``return_blocks=True``.
+
+    Attributes
+    ----------
+    x : ndarray or Tensor
+        The fitted values, as returned by :func:`fit`.
+    blocks : ndarray or Tensor of int64
+        Same shape as ``x``: ``blocks[..., i]`` is the id of the top (closest
+        to the root) node of the block that contains node ``i``. Nodes of one
+        block share one fitted value, the weighted mean of their data.
+    """
+
+    x: object
+    blocks: object
+
+
+def fit(values, tree, weights=None, *, orientation="root_largest", method="auto",
+        backend="auto", return_blocks=False):
+    r"""Weighted least-squares isotonic regression on a rooted tree or forest.
+
+    Solves, for every row ``y`` of ``values`` (the last axis indexes nodes),
+
+    .. math::
+
+        \min_x \sum_i w_i (x_i - y_i)^2 \quad \text{subject to} \quad
+        x_{\mathrm{parent}(i)} \ge x_i \text{ for every non-root } i
+
+    (``orientation="root_largest"``: each root holds the maximum of its tree),
+    or the same with ``x_{parent(i)} <= x_i`` (``"root_smallest"``). The
+    solution is unique; it is constant on connected blocks of nodes, each at
+    the weighted mean of its data.
+
+    Parameters
+    ----------
+    values : array-like or torch.Tensor of shape (..., n)
+        Data ``y``. Every row is fitted with the same tree. Must be finite.
+    tree : Tree or array-like of int of shape (n,)
+        The tree, or its parent array (``-1`` marks a root).
+    weights : array-like or torch.Tensor, optional
+        Positive finite weights ``w``, broadcastable to ``values``. Default 1.
+    orientation : {"root_largest", "root_smallest"}, default="root_largest"
+        Direction of the order constraints.
+    method : {"auto", "pav", "star", "broom", "irt", "irt-leftist", "irt-binomial"}, default="auto"
+        ``"auto"`` picks from ``tree.kind``: pool-adjacent-violators for
+        chains (O(n)), the closed form for stars (expected O(n)) and brooms
+        (star-plus-edge trees), IRT-BIN (O(n log n)) otherwise. ``"irt"``
+        uses IRT-BIN with the default heap; ``"irt-leftist"`` and
+        ``"irt-binomial"`` choose the mergeable heap. IRT-BIN solves every
+        tree; the others need the matching shape.
+    backend : {"auto", "numba", "scipy", "torch"}, default="auto"
+        ``"auto"``: Numba kernels for NumPy input, the torch backend for
+        tensors. ``"scipy"`` is the slow reference: a dense bounded
+        least-squares solve (``scipy.optimize.lsq_linear``, BVLS), accurate
+        to about 1e-10 and meant for n up to a few thousand.
+    return_blocks : bool, default=False
+        Also return the blocks (see :class:`FitResult`).
+
+    Returns
+    -------
+    x : ndarray or Tensor of shape (..., n)
+        Same type, shape and floating dtype as ``values`` (integers give
+        float64). With ``return_blocks=True``, a :class:`FitResult`.
+
+    Raises
+    ------
+    ValueError
+        For NaN or infinite values or weights, non-positive weights, shapes
+        that do not match the tree, 0-d values, an unknown method, or a method
+        that does not fit the tree's shape.
+    TypeError
+        For complex or non-numeric values or weights.
+
+    See Also
+    --------
+    certify : check that an answer is optimal.
+    fit_topk : a different label-order tree for every row.
+
+    Notes
+    -----
+    Float32 input is computed in float64 and rounded back. Inputs are never
+    modified. Runs in O(n log n) time and O(n) memory per row at worst.
+
+    Examples
+    --------
+    >>> import treeiso
+    >>> treeiso.fit([0.0, 1.0, 10.0], [-1, 0, 0])   # a root and two leaves
+    array([5., 1., 5.])
+    >>> treeiso.fit([1.0, 3.0, 2.0], treeiso.Tree.chain(3))
+    array([2., 2., 2.])
+    >>> treeiso.fit([3.0, 1.0, 2.0], [-1, 0, 1], orientation="root_smallest")
+    array([2., 2., 2.])
+    """
+    check_orientation(orientation)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    tree = as_tree(tree)
+    if is_torch_tensor(values) or backend == "torch":
+        if not is_torch_tensor(values):
+            raise TypeError("backend='torch' needs values given as a torch.Tensor")
+        from ._torch_backend import fit_torch
+
+        return fit_torch(values, tree, weights, orientation=orientation,
+                         method=method, return_blocks=return_blocks)
+    if is_torch_tensor(weights):
+        raise TypeError(
+            "values is a NumPy array but weights is a torch.Tensor: pass both "
+            "as NumPy arrays or both as tensors"
+        )
+    y, out_dtype = prepare_values(values, tree.n)
+    w = prepare_weights(weights, y.shape)
+    y2 = np.ascontiguousarray(y.reshape(-1, tree.n), dtype=np.float64)
+    if backend == "scipy":
+        if method not in ("auto",):
+            raise ValueError("backend='scipy' takes method='auto' only")
+        from ._scipy_ref import bvls_rows
+
+        sign = 1.0 if orientation == "root_largest" else -1.0
+        x2 = sign * bvls_rows(sign * y2, w, tree)
+        blocks = _blocks_from_solution(x2, tree) if return_blocks else None
+    else:
+        x2, blocks = fit_rows(y2, w, tree, orientation=orientation, method=method,
+                              return_blocks=return_blocks)
+    x = x2.reshape(y.shape).astype(out_dtype, copy=False)
+    if return_blocks:
+        return FitResult(x, blocks.reshape(y.shape))
+    return x
+
+
+def _check_method_fits(method, tree):
+    shapes = {"pav": ("chain",), "star": ("star",), "broom": ("star", "broom")}
+    if method in shapes and tree.kind not in shapes[method]:
+        raise ValueError(
+            f"method={method!r} needs a tree of kind {' or '.join(shapes[method])}, "
+            f"but this tree is of kind {tree.kind!r}; use method='irt' or 'auto'"
+        )
+
+
+def resolve_method(method, tree, return_blocks=False):
+    """The concrete kernel name that ``fit`` runs for ``method`` on ``tree``."""
+    _check_method_fits(method, tree)
+    if method == "auto":
+        method = {"chain": "pav", "star": "star", "broom": "broom"}.get(tree.kind, "irt")
+    if method == "broom" and (return_blocks or tree.kind == "star"):
+        # The broom kernel returns values only; IRT-BIN also gives the blocks.
+        method = "star" if tree.kind == "star" else "irt"
+    if method == "irt":
+        method = DEFAULT_HEAP
+    return method
+
+
+def fit_rows(y, w, tree, *, orientation="root_largest", method="auto",
+             return_blocks=False):
+    """Fit every row of ``y`` (float64, C-contiguous, shape (B, n)); no validation.
+
+    ``w`` is float64 of shape (Bw, n), Bw in {0 (unit weights), 1 (shared), B}.
+    Returns ``(x, blocks)``, both of shape (B, n); ``blocks`` is None unless
+    ``return_blocks``. Used by :func:`fit` and by the torch backend.
+    """
+    method = resolve_method(method, tree, return_blocks)
+    if orientation == "root_smallest":
+        y = -y
+    n_rows, n = y.shape
+    x = np.empty((n_rows, n))
+    blocks = np.empty((n_rows, n) if return_blocks else (0, n), dtype=np.int64)
+    if n_rows and n:
+        if method == "pav":
+            from ._pav import pav_rows
+
+            pav_rows(y, w, tree.handle, x, blocks, return_blocks)
+        elif method == "star":
+            from ._star import star_rows
+
+            star_rows(y, w, int(tree.handle[0]), x, blocks, return_blocks)
+        elif method == "broom":
+            from ._broom import broom_rows
+
+            labels = np.ascontiguousarray(
+                np.broadcast_to(tree.handle.astype(np.int64), (n_rows, tree.handle.size)))
+            w_full = w if w.shape[0] == n_rows else (
+                np.ones((n_rows, n)) if w.shape[0] == 0 else np.ascontiguousarray(
+                    np.broadcast_to(w, (n_rows, n))))
+            x = broom_rows(y, w_full, labels)
+        elif method == "irt-leftist":
+            from ._irt_leftist import irt_leftist_rows
+
+            irt_leftist_rows(y, w, tree.parent, tree.order, x, blocks, return_blocks)
+        else:
+            from ._irt_binomial import irt_binomial_rows
+
+            irt_binomial_rows(y, w, tree.parent, tree.order, x, blocks, return_blocks)
+    if orientation == "root_smallest":
+        np.negative(x, out=x)
+    return x, (blocks if return_blocks else None)
+
+
+def _blocks_from_solution(x, tree, rtol=1e-9):
+    """Blocks of an approximate solution: a node joins its parent's block when
+    their values agree to ``rtol`` times the row's scale (reference backend)."""
+    blocks = np.empty(x.shape, dtype=np.int64)
+    order, parent = tree.order, tree.parent
+    for b in range(x.shape[0]):
+        top = np.arange(tree.n, dtype=np.int64)
+        row = x[b]
+        tol = rtol * max(np.abs(row).max(initial=0.0), np.finfo(float).tiny)
+        for v in order:
+            p = parent[v]
+            if p >= 0 and abs(row[p] - row[v]) <= tol:
+                top[v] = top[p]
+        blocks[b] = top
+    return blocks

@@ -1,0 +1,216 @@
+"""Numba kernel for brooms: per row, x[l0] >= x[l1] >= ... >= x[l(K-1)] >= every other entry.
+
+SPEC section 3. A broom is a chain (the handle ``l0 .. l(K-1)``) whose last node is the centre
+of a star over all remaining nodes (the leaves). ``K = 1`` is a star, ``K = 2`` the Mixup tree.
+
+Per row the kernel runs PAV (SPEC section 2) down the handle. Every block is a weighted mean,
+except the last one, which also holds the handle's last node: given its value ``v`` each leaf
+is best at ``min(z, v)``, so its loss is convex in ``v`` and pooling adjacent violators stays
+exact (PAV is exact for separable convex losses). The last block's value is the star value of
+SPEC section 3 with the block as centre, i.e. the root of
+
+    W_c (v - m_c) = sum_j w_j (z_j - v)_+ ,
+
+found without sorting by the fixed-point iteration ``A = {z > v}; v = mean(centre + A)``
+(as in Michelot's simplex projection): started below the root, ``v`` rises and ``A`` shrinks,
+and it stops exactly, when ``A`` no longer changes. A pooled centre has a lower value, so each
+merge restarts the iteration from its own centre mean, again below the root. After
+``_MAX_ITER`` rounds (never reached on ordinary data) the row falls back to the sorted greedy
+of the star lemma, so the worst case stays O(c log c) per star.
+
+The kernel trusts its input: the callers (``treeiso.fit``, ``treeiso.fit_topk``) validate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_MAX_ITER = 64
+
+
+@njit(cache=True, nogil=True)
+def _star_sorted(z, w, cs, wc):
+    """Star value by the sorted greedy of the star lemma (fallback; SPEC section 3)."""
+    order = np.argsort(-z, kind="mergesort")
+    s = cs
+    tw = wc
+    for k in range(z.shape[0]):
+        j = order[k]
+        if z[j] > s / tw:  # f(k+1) > f(k) iff z_(k+1) > f(k); unimodal: stop at the first no
+            s += w[j] * z[j]
+            tw += w[j]
+        else:
+            break
+    return s / tw
+
+
+@njit(cache=True, nogil=True)
+def _star(z, w, cs, wc, zb, wb):
+    """Root v of wc (v - cs/wc) = sum_j w_j (z_j - v)_+ (handle nodes have z = -inf).
+
+    One pass over the row collects A1 = {z > f(0)}; later sets only shrink (v rises), so
+    the iteration then runs on the compacted buffer ``zb``/``wb`` alone. The loops are
+    branch-free (selects), as the comparisons are unpredictable.
+    """
+    c = z.shape[0]
+    v = cs / wc  # f(0), below the root
+    s = cs
+    tw = wc
+    na = 0
+    for j in range(c):
+        zj = z[j]
+        wj = w[j]
+        zb[na] = zj
+        wb[na] = wj
+        f = zj > v
+        s += wj * zj if f else 0.0
+        tw += wj if f else 0.0
+        na += 1 if f else 0
+    vn = s / tw
+    for _ in range(_MAX_ITER):
+        if vn == v:  # A = {z > v} reproduced: the fixed point, exactly
+            return v
+        v = vn
+        s = cs
+        tw = wc
+        nb = 0
+        for q in range(na):
+            zj = zb[q]
+            wj = wb[q]
+            zb[nb] = zj
+            wb[nb] = wj
+            f = zj > v
+            s += wj * zj if f else 0.0
+            tw += wj if f else 0.0
+            nb += 1 if f else 0
+        na = nb
+        vn = s / tw
+    return _star_sorted(z, w, cs, wc)
+
+
+@njit(cache=True, nogil=True)
+def _broom_kernel(y, w, labels, x, top, want_top):
+    n_rows, c = y.shape
+    k_max = labels.shape[1]
+    is_h = np.zeros(c, np.bool_)
+    zr = np.empty(c)  # the centred row, -inf on the handle
+    zb = np.empty(c)  # star buffers
+    wb = np.empty(c)
+    st_m = np.empty(k_max + 1)  # PAV stack: block mean (centred), weight, first handle position
+    st_w = np.empty(k_max + 1)
+    st_s = np.empty(k_max + 1, np.int64)
+    for b in range(n_rows):
+        kr = 0
+        while kr < k_max and labels[b, kr] >= 0:
+            kr += 1
+        for j in range(c):
+            x[b, j] = y[b, j]
+        if want_top:
+            for j in range(c):
+                top[b, j] = j
+        if kr == 0:
+            continue
+        for i in range(kr):
+            is_h[labels[b, i]] = True
+        last = labels[b, kr - 1]
+        sh = y[b, last]  # centre the row on the handle's last node (float32 callers, cancellation)
+        for j in range(c):
+            zr[j] = y[b, j] - sh
+        for i in range(kr):
+            zr[labels[b, i]] = -np.inf
+        # SPEC 2: PAV down the handle, all but its last node; ties are not pooled.
+        ns = 0
+        for i in range(kr - 1):
+            h = labels[b, i]
+            m = y[b, h] - sh
+            wt = w[b, h]
+            s = i
+            while ns > 0 and st_m[ns - 1] < m:
+                ns -= 1
+                wn = st_w[ns] + wt
+                m = st_m[ns] + (wt / wn) * (m - st_m[ns])
+                wt = wn
+                s = st_s[ns]
+            st_m[ns] = m
+            st_w[ns] = wt
+            st_s[ns] = s
+            ns += 1
+        # The last block: the handle's last node (y - sh = 0) plus absorbed leaves (star lemma).
+        cs = 0.0
+        wc = w[b, last]
+        s_last = kr - 1
+        v = _star(zr, w[b], cs, wc, zb, wb)
+        while ns > 0 and st_m[ns - 1] < v:  # pool the violator above; v can only go down
+            ns -= 1
+            cs += st_w[ns] * st_m[ns]
+            wc += st_w[ns]
+            s_last = st_s[ns]
+            v = _star(zr, w[b], cs, wc, zb, wb)
+        # Write the handle's blocks, then the leaves: x_j = min(y_j, v), absorbed iff y_j - sh > v.
+        for q in range(ns):
+            end = st_s[q + 1] if q + 1 < ns else s_last
+            for i in range(st_s[q], end):
+                h = labels[b, i]
+                x[b, h] = st_m[q] + sh
+                if want_top:
+                    top[b, h] = labels[b, st_s[q]]
+        xv = v + sh
+        t_last = labels[b, s_last]
+        for i in range(s_last, kr):
+            h = labels[b, i]
+            x[b, h] = xv
+            if want_top:
+                top[b, h] = t_last
+        for j in range(c):
+            if zr[j] > v:
+                x[b, j] = xv
+                if want_top:
+                    top[b, j] = t_last
+        for i in range(kr):
+            is_h[labels[b, i]] = False
+
+
+def broom_rows(y, w, labels):
+    """Fit every row of ``y`` to its broom (orientation ``root_largest``).
+
+    Minimizes ``sum_j w[b, j] (x[b, j] - y[b, j])**2`` subject to
+    ``x[b, l0] >= x[b, l1] >= ... >= x[b, l(K-1)] >= x[b, j]`` for every other ``j``, with
+    ``l = labels[b]`` (``-1`` padding at the end of a row; an all-padding row is returned as is).
+
+    Parameters
+    ----------
+    y : ndarray of shape (B, c), float64, C-contiguous
+    w : ndarray of shape (B, c), float64, C-contiguous, positive (may be all ones)
+    labels : ndarray of shape (B, k), int64, valid and deduplicated
+
+    Returns
+    -------
+    x : ndarray of shape (B, c), float64
+
+    Notes
+    -----
+    Internal: no checking. O(c) per row and PAV step on ordinary data (at most
+    ``_MAX_ITER`` masked passes, then an O(c log c) sorted fallback).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from treeiso._broom import broom_rows
+    >>> broom_rows(np.array([[0.0, 1.0, 10.0]]), np.ones((1, 3)), np.array([[0]]))
+    array([[5.5, 1. , 5.5]])
+    """
+    x, _ = broom_rows_blocks(y, w, labels, want_top=False)
+    return x
+
+
+def broom_rows_blocks(y, w, labels, want_top=True):
+    """``broom_rows`` plus the blocks: top[b, j] is the root-most node of j's block."""
+    n_rows, c = y.shape
+    x = np.empty((n_rows, c), dtype=np.float64)
+    top = np.empty((n_rows, c) if want_top else (0, 0), dtype=np.int64)
+    if n_rows and c:
+        _broom_kernel(y, w, labels, x, top, want_top)
+    elif want_top:
+        top[...] = np.arange(c)
+    return x, (top if want_top else None)

@@ -1,0 +1,118 @@
+"""IRT-BIN (Pardalos & Xue 1999) with array-based leftist max-heaps (SPEC section 1).
+
+Every finished block keeps a mergeable max-heap of its lower-adjacent blocks,
+keyed by their (final) means. Node ``v`` is processed after all its children;
+while the largest lower block has a larger mean than ``v``'s block, the two
+merge and the absorbed block's own heap is melded in. O(n log n).
+
+Heaps are stored in arrays indexed by node id (``left``, ``right``, ``rank``)
+and melded iteratively along the right spines, whose length is at most
+``log2(n + 1)``: no recursion, no allocation in the inner loop.
+"""
+
+import numpy as np
+from numba import njit
+
+# Right spines of two leftist heaps of < 2**63 nodes sum to at most 126.
+_SPINE = 128
+
+
+@njit(cache=True, inline="always")
+def _meld(a, b, key, left, right, rank, stack):
+    if a < 0:
+        return b
+    if b < 0:
+        return a
+    if key[b] > key[a]:
+        a, b = b, a
+    root = a
+    depth = 0
+    # Walk down the right spine of the heap rooted at ``a``, splicing in ``b``.
+    while True:
+        stack[depth] = a
+        depth += 1
+        r = right[a]
+        if r < 0:
+            right[a] = b
+            break
+        if key[b] > key[r]:
+            right[a] = b
+            a = b
+            b = r
+        else:
+            a = r
+    # Restore the leftist property bottom-up.
+    while depth > 0:
+        depth -= 1
+        v = stack[depth]
+        lv = left[v]
+        rv = right[v]
+        rank_l = rank[lv] if lv >= 0 else 0
+        rank_r = rank[rv] if rv >= 0 else 0
+        if rank_l < rank_r:
+            left[v] = rv
+            right[v] = lv
+            rank[v] = rank_l + 1
+        else:
+            rank[v] = rank_r + 1
+    return root
+
+
+@njit(cache=True)
+def irt_leftist_rows(y, w, parent, order, x, blocks, need_blocks):
+    """IRT-BIN for every row of ``y`` (orientation root_largest).
+
+    ``y``: float64 (B, n). ``w``: float64 (Bw, n), Bw in {0, 1, B}.
+    ``parent``/``order``: the tree (order has parents before children).
+    ``x``: float64 (B, n) output; ``blocks``: int64 (B, n) output (block tops).
+    """
+    n_rows, n = y.shape
+    n_w = w.shape[0]
+    idx_t = parent.dtype.type
+    mean = np.empty(n)
+    weight = np.empty(n)
+    heap = np.empty(n, dtype=idx_t)    # heap of lower blocks, per block top
+    left = np.empty(n, dtype=idx_t)
+    right = np.empty(n, dtype=idx_t)
+    rank = np.empty(n, dtype=np.uint8)
+    merged = np.empty(n, dtype=np.bool_)
+    stack = np.empty(_SPINE, dtype=np.int64)
+    for b in range(n_rows):
+        wr = 0 if n_w <= 1 else b
+        for v in range(n):
+            mean[v] = y[b, v]
+            weight[v] = w[wr, v] if n_w > 0 else 1.0
+            heap[v] = -1
+            merged[v] = False
+        for i in range(n - 1, -1, -1):          # children before parents
+            v = order[i]
+            h = heap[v]
+            # Absorb lower blocks, largest mean first, while they violate.
+            while h >= 0 and mean[h] > mean[v]:
+                c = h
+                h = _meld(left[c], right[c], mean, left, right, rank, stack)
+                w_new = weight[v] + weight[c]
+                mean[v] += (weight[c] / w_new) * (mean[c] - mean[v])
+                weight[v] = w_new
+                merged[c] = True
+                h = _meld(h, heap[c], mean, left, right, rank, stack)
+            heap[v] = h
+            p = parent[v]
+            if p >= 0:
+                # v's block is final: offer it to the parent as a singleton.
+                left[v] = -1
+                right[v] = -1
+                rank[v] = 1
+                heap[p] = _meld(heap[p], v, mean, left, right, rank, stack)
+        # Parents before children: a merged node takes its parent's value.
+        for i in range(n):
+            v = order[i]
+            if merged[v]:
+                p = parent[v]
+                x[b, v] = x[b, p]
+                if need_blocks:
+                    blocks[b, v] = blocks[b, p]
+            else:
+                x[b, v] = mean[v]
+                if need_blocks:
+                    blocks[b, v] = v

@@ -1,0 +1,71 @@
+"""Numba kernels that analyse a parent array: traversal order, cycle check, shape.
+
+The kernels trust their input (the public :class:`treeiso.Tree` validates it).
+Everything here is iterative: a chain of 10**7 nodes is no deeper than a star.
+"""
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def bfs_order(parent):
+    """Breadth-first order from the roots (parents before children).
+
+    Returns ``(order, count, n_children)``. ``count < n`` means that some nodes
+    are unreachable from any root, which happens exactly when the parent array
+    contains a cycle.
+    """
+    n = parent.shape[0]
+    idx_t = parent.dtype.type
+    n_children = np.zeros(n, dtype=idx_t)
+    for v in range(n):
+        p = parent[v]
+        if p >= 0:
+            n_children[p] += 1
+    # CSR layout of the children, by counting sort on the parent id.
+    start = np.empty(n + 1, dtype=np.int64)
+    start[0] = 0
+    for v in range(n):
+        start[v + 1] = start[v] + n_children[v]
+    fill = start[:n].copy()
+    children = np.empty(n, dtype=idx_t)
+    for v in range(n):
+        p = parent[v]
+        if p >= 0:
+            children[fill[p]] = v
+            fill[p] += 1
+    order = np.empty(n, dtype=idx_t)
+    count = 0
+    for v in range(n):
+        if parent[v] < 0:
+            order[count] = v
+            count += 1
+    head = 0
+    while head < count:
+        v = order[head]
+        head += 1
+        for j in range(start[v], start[v + 1]):
+            order[count] = children[j]
+            count += 1
+    return order, count, n_children
+
+
+@njit(cache=True)
+def node_on_cycle(parent, visited_order, count):
+    """Return a node that lies on a cycle (call only when ``count < n``)."""
+    n = parent.shape[0]
+    seen = np.zeros(n, dtype=np.bool_)
+    for i in range(count):
+        seen[visited_order[i]] = True
+    start = -1
+    for v in range(n):
+        if not seen[v]:
+            start = v
+            break
+    # Every unvisited node leads, by following parents, into a cycle; n steps
+    # are enough to be inside it.
+    v = start
+    for _ in range(n):
+        v = parent[v]
+    return v
