@@ -93,7 +93,6 @@ def _star(z, w, cs, wc, zb, wb):
 def _broom_kernel(y, w, labels, x, top, want_top):
     n_rows, c = y.shape
     k_max = labels.shape[1]
-    is_h = np.zeros(c, np.bool_)
     zr = np.empty(c)  # the centred row, -inf on the handle
     zb = np.empty(c)  # star buffers
     wb = np.empty(c)
@@ -111,8 +110,6 @@ def _broom_kernel(y, w, labels, x, top, want_top):
                 top[b, j] = j
         if kr == 0:
             continue
-        for i in range(kr):
-            is_h[labels[b, i]] = True
         last = labels[b, kr - 1]
         sh = y[b, last]  # centre the row on the handle's last node (float32 callers, cancellation)
         for j in range(c):
@@ -167,8 +164,6 @@ def _broom_kernel(y, w, labels, x, top, want_top):
                 x[b, j] = xv
                 if want_top:
                     top[b, j] = t_last
-        for i in range(kr):
-            is_h[labels[b, i]] = False
 
 
 def broom_rows(y, w, labels):
@@ -198,7 +193,7 @@ def broom_rows(y, w, labels):
     >>> import numpy as np
     >>> from treeiso._broom import broom_rows
     >>> broom_rows(np.array([[0.0, 1.0, 10.0]]), np.ones((1, 3)), np.array([[0]]))
-    array([[5.5, 1. , 5.5]])
+    array([[5., 1., 5.]])
     """
     x, _ = broom_rows_blocks(y, w, labels, want_top=False)
     return x
