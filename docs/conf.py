@@ -4,8 +4,8 @@ Build (warnings are errors)::
 
     sphinx-build -W --keep-going -b html docs docs/_build/html
 
-Generated material (never committed): ``docs/generated/`` (autosummary pages and
-the benchmark tables and plots written by ``_ext/bench_pages.py``),
+Generated material (never committed): ``docs/generated/`` (the benchmark tables and plots
+written by ``_ext/bench_pages.py``),
 ``docs/auto_examples/`` (sphinx-gallery output) and ``docs/_build/``.
 Set ``TREEISO_DOCS_NO_GALLERY=1`` to skip running the gallery examples.
 """
@@ -34,22 +34,20 @@ version = release = getattr(treeiso, "__version__", "0.1.0")
 
 extensions = [
     "sphinx.ext.autodoc",
-    "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
     "bench_pages",
 ]
 
-templates_path = ["_templates"]
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints"]
 root_doc = "index"
 default_role = "code"
 nitpicky = False
 
-# -- autodoc / autosummary / numpydoc ----------------------------------------
-autosummary_generate = True
-autosummary_imported_members = True
+# -- autodoc / numpydoc -------------------------------------------------------
+# The API page uses autofunction/autoclass directly (one page, no generated
+# stubs): autosummary's one-line summaries cut sentences at "..".
 autodoc_default_options = {"members": False}
 autodoc_typehints = "none"  # numpydoc's "Parameters" sections carry the types
 numpydoc_show_class_members = False
