@@ -1,0 +1,397 @@
+"""The torch backend: tree isotonic regression as differentiable ``torch.library`` ops.
+
+Three custom ops, each returning the fit ``x`` and its blocks ``top`` (``top[b, i]`` is the
+root-most node of the block holding ``i``), all with the same autograd formula (SPEC 5):
+
+- ``treeiso::chain``: rows already in chain order, ``x0 >= x1 >= ...``. CPU tensors run the
+  Numba PAV kernel; other devices run :func:`_chain_native`, batched rounds of pooling all
+  adjacent violators at once (torch ops only).
+- ``treeiso::broom``: one broom per row, given by its handle (labels). CPU tensors run the Numba
+  kernel of :mod:`treeiso._broom`; other devices run :func:`_broom_native` (torch ops only).
+- ``treeiso::tree``: any tree, on the CPU kernels (IRT-BIN); tensors on other devices are
+  copied to the host and back.
+
+Validation that needs the data (NaN, weights > 0, label range) runs inside the ops, on real
+tensors, so that ``torch.compile`` traces the callers without graph breaks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ._validation import check_orientation
+
+# Rounds of parallel pooling before the chain's native path hands the rows left to PAV on
+# the host (a round costs O(n); adversarial rows can need up to n rounds).
+_CHAIN_ROUNDS = 64
+# Fixed-point rounds of the native broom before falling back to the host kernel.
+_BROOM_ROUNDS = 64
+
+
+# ----------------------------------------------------------------------------- helpers
+def _check_finite(t: Tensor, what: str) -> None:
+    if t.numel() and not bool(torch.isfinite(t).all()):
+        kind = "NaN" if bool(torch.isnan(t).any()) else "infinite"
+        raise ValueError(f"{what} contains a {kind} value")
+
+
+def _check_weights(w: Tensor | None) -> None:
+    if w is None:
+        return
+    _check_finite(w, "weights")
+    if w.numel() and not bool((w > 0).all()):
+        raise ValueError("weights must be > 0")
+
+
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def _to_np64(t: Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().to("cpu", torch.float64).numpy())
+
+
+def _block_vjp(top: Tensor, g: Tensor, w: Tensor | None) -> Tensor:
+    """Per element, G_B / W_B of its block B (SPEC 5): sums over ``top`` then gathered."""
+    gsum = torch.zeros_like(g).scatter_add_(-1, top, g)
+    wfull = torch.ones_like(g) if w is None else w
+    wsum = torch.zeros_like(g).scatter_add_(-1, top, wfull)
+    return gsum.gather(-1, top) / wsum.gather(-1, top)
+
+
+# ----------------------------------------------------------------------------- chain
+def _chain_native(y: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Decreasing fit of every row of ``y`` (B, n) with torch ops only.
+
+    Pools every adjacent violating pair of blocks at once, in rounds; any order of pooling
+    adjacent violators reaches the unique solution. Rows still violating after
+    ``_CHAIN_ROUNDS`` rounds go to the host PAV kernel.
+    """
+    n_rows, n = y.shape
+    sh = y.mean(-1, keepdim=True)  # centre: block sums of float32 rows stay accurate
+    z = y - sh
+    wz = z if w is None else w * z
+    wt = torch.ones_like(z) if w is None else w
+    starts = torch.ones(n_rows, n, dtype=torch.bool, device=y.device)
+    for _ in range(_CHAIN_ROUNDS):
+        ids = starts.cumsum(-1) - 1
+        s = torch.zeros_like(z).scatter_add_(-1, ids, wz)
+        ws = torch.zeros_like(z).scatter_add_(-1, ids, wt)
+        me = (s.gather(-1, ids)) / ws.gather(-1, ids)
+        viol = starts[:, 1:] & (me[:, :-1] < me[:, 1:])  # block above smaller: pool
+        if not bool(viol.any()):
+            break
+        starts[:, 1:] &= ~viol
+    else:
+        ids = starts.cumsum(-1) - 1
+        s = torch.zeros_like(z).scatter_add_(-1, ids, wz)
+        ws = torch.zeros_like(z).scatter_add_(-1, ids, wt)
+        me = s.gather(-1, ids) / ws.gather(-1, ids)
+        bad = (starts[:, 1:] & (me[:, :-1] < me[:, 1:])).any(-1)
+        rows = bad.nonzero().squeeze(-1)
+        xh, th = _chain_host(y[rows], None if w is None else w[rows])
+        x = me + sh
+        top = torch.cummax(torch.where(starts, torch.arange(n, device=y.device), 0), -1).values
+        x[rows] = xh
+        top[rows] = th
+        return x, top
+    top = torch.cummax(torch.where(starts, torch.arange(n, device=y.device), 0), -1).values
+    return me + sh, top
+
+
+def _chain_host(y: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor]:
+    from ._pav import pav_rows
+
+    y64 = _to_np64(y)
+    w64 = np.empty((0, y64.shape[1])) if w is None else _to_np64(w)
+    x = np.empty_like(y64)
+    top = np.empty(y64.shape, dtype=np.int64)
+    if y64.size:
+        pav_rows(y64, w64, np.arange(y64.shape[1], dtype=np.int64), x, top, True)
+    return (torch.from_numpy(x).to(y.device, y.dtype),
+            torch.from_numpy(top).to(y.device))
+
+
+@torch.library.custom_op("treeiso::chain", mutates_args=())
+def _chain_op(y: Tensor, w: Tensor | None, native: bool) -> tuple[Tensor, Tensor]:
+    _check_finite(y, "values")
+    _check_weights(w)
+    if y.shape[-1] == 0:
+        return y.clone(), torch.empty(y.shape, dtype=torch.int64, device=y.device)
+    if native or y.device.type != "cpu":
+        return _chain_native(y, w)
+    return _chain_host(y, w)
+
+
+# ----------------------------------------------------------------------------- broom
+def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor) -> tuple[Tensor, Tensor]:
+    """Broom fit of every row with torch ops only (SPEC 3 via the fixed point of _broom).
+
+    ``lab`` (B, K) int64: handles, deduplicated, ``-1`` padding at the end of each row.
+    Iterates ``A = {z > v}`` (leaves above the last block's value) and ``v`` = last value of
+    the handle's PAV with the last node augmented by ``A`` (the minimum over ``s`` of the
+    augmented suffix means); from below, ``v`` rises, ``A`` shrinks and the fixed point is
+    exact. Then the handle's values by the min-max formula x_i = min_{s<=i} max_{t>=i} A(s, t).
+    """
+    n_rows, c = y.shape
+    k = lab.shape[1]
+    dev = y.device
+    valid = lab >= 0
+    kr = valid.sum(-1)
+    has = kr > 0
+    labc = lab.clamp_min(0)
+    last = labc.gather(-1, (kr - 1).clamp_min(0).unsqueeze(-1))
+    sh = torch.where(has.unsqueeze(-1), y.gather(-1, last), torch.zeros_like(y[:, :1]))
+    z = y - sh
+    wt = torch.ones_like(z) if w is None else w
+    hmask = torch.zeros(n_rows, c + 1, dtype=torch.bool, device=dev)
+    hmask.scatter_(-1, torch.where(valid, lab, c), True)
+    hmask = hmask[:, :c]
+    neg_inf = torch.tensor(float("-inf"), dtype=z.dtype, device=dev)
+    zl = torch.where(hmask, neg_inf, z)  # leaves only
+    wzl = torch.where(hmask, 0.0, wt * z)
+    # Handle prefix sums (centred), zero weight on padding.
+    zh = z.gather(-1, labc)
+    whh = torch.where(valid, wt.gather(-1, labc), 0.0)
+    zero = torch.zeros(n_rows, 1, dtype=z.dtype, device=dev)
+    p = torch.cat([zero, (whh * zh).cumsum(-1)], -1)  # (B, K+1)
+    q = torch.cat([zero, whh.cumsum(-1)], -1)
+    pk = p.gather(-1, kr.unsqueeze(-1))
+    qk = q.gather(-1, kr.unsqueeze(-1))
+    cs = pk - p[:, :k]  # sums from s to the last handle node
+    ws = qk - q[:, :k]
+    smask = torch.arange(k, device=dev) < kr.unsqueeze(-1)
+    inf = torch.tensor(float("inf"), dtype=z.dtype, device=dev)
+
+    def last_value(sa, wa):
+        return torch.where(smask, (cs + sa) / (ws + wa), inf).amin(-1, keepdim=True)
+
+    zcol = torch.zeros_like(sh)
+    v = last_value(zcol, zcol)
+    for _ in range(_BROOM_ROUNDS):
+        a = zl > v
+        sa = torch.where(a, wzl, 0.0).sum(-1, keepdim=True)
+        wa = torch.where(a, wt, 0.0).sum(-1, keepdim=True)
+        vn = last_value(sa, wa)
+        if torch.equal(vn, v):
+            break
+        v = vn
+    else:  # pragma: no cover - adversarial data only
+        x, top = _broom_host(y, w, lab)
+        return x, top
+    # Handle values: means A(s, t) with the last node augmented by the absorbed leaves.
+    ar = torch.arange(k, device=dev)
+    is_last = (ar.unsqueeze(0) == (kr - 1).unsqueeze(-1)).to(z.dtype)  # (B, K) over t
+    num = p[:, None, 1:] - p[:, :k, None] + (is_last * sa).unsqueeze(1)  # [b, s, t]
+    den = q[:, None, 1:] - q[:, :k, None] + (is_last * wa).unsqueeze(1)
+    ok = (ar[:, None] <= ar[None, :]) & (ar[None, :] < kr[:, None, None])
+    mst = torch.where(ok, num / torch.where(ok, den, 1.0), neg_inf)
+    rmax = mst.flip(-1).cummax(-1).values.flip(-1)  # [b, s, i] = max_{t >= i} A(s, t)
+    sle = ar[:, None] <= ar[None, :]  # s <= i
+    xh = torch.where(sle, rmax, inf).amin(1)  # (B, K)
+    # Blocks of the handle: a new block where the value steps down.
+    step = torch.ones_like(valid)
+    step[:, 1:] = xh[:, :-1] > xh[:, 1:]
+    first = torch.cummax(torch.where(step, ar, 0), -1).values
+    toph = labc.gather(-1, first)
+    t_last = toph.gather(-1, (kr - 1).clamp_min(0).unsqueeze(-1))
+    absorbed = zl > v
+    x = torch.where(absorbed, v, z)
+    top = torch.where(absorbed, t_last, torch.arange(c, device=dev))
+    col = torch.where(valid, lab, c)
+    xpad = torch.cat([x, zero], -1).scatter(-1, col, xh)
+    tpad = torch.cat([top, torch.zeros_like(top[:, :1])], -1).scatter(-1, col, toph)
+    return xpad[:, :c] + sh, tpad[:, :c]
+
+
+def _broom_host(y: Tensor, w: Tensor | None, lab: Tensor) -> tuple[Tensor, Tensor]:
+    from ._broom import broom_rows_blocks
+
+    y64 = _to_np64(y)
+    w64 = np.ones_like(y64) if w is None else _to_np64(w)
+    lab64 = np.ascontiguousarray(lab.detach().to("cpu", torch.int64).numpy())
+    x, top = broom_rows_blocks(y64, w64, lab64)
+    return (torch.from_numpy(x).to(y.device, y.dtype),
+            torch.from_numpy(top).to(y.device))
+
+
+@torch.library.custom_op("treeiso::broom", mutates_args=())
+def _broom_op(y: Tensor, w: Tensor | None, labels: Tensor, native: bool
+              ) -> tuple[Tensor, Tensor]:
+    _check_finite(y, "values")
+    _check_weights(w)
+    c = y.shape[-1]
+    if labels.numel():
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < -1 or hi >= c:
+            bad = lo if lo < -1 else hi
+            raise ValueError(
+                f"labels must be class indices in [0, {c}) or -1 (padding), got {bad}")
+    if y.numel() == 0:
+        return y.clone(), torch.zeros(y.shape, dtype=torch.int64, device=y.device)
+    labels = _compact_labels(labels)
+    if native or y.device.type != "cpu":
+        return _broom_native(y, w, labels)
+    return _broom_host(y, w, labels)
+
+
+# ----------------------------------------------------------------------------- any tree
+@torch.library.custom_op("treeiso::tree", mutates_args=())
+def _tree_op(y: Tensor, w: Tensor | None, parent: Tensor, method: str
+             ) -> tuple[Tensor, Tensor]:
+    from ._api import fit_rows
+    from ._tree import Tree
+
+    _check_finite(y, "values")
+    _check_weights(w)
+    tree = Tree(parent.detach().cpu().numpy())
+    y64 = _to_np64(y)
+    w64 = np.empty((0, y64.shape[1])) if w is None else _to_np64(w)
+    x, top = fit_rows(y64, w64, tree, method=method, return_blocks=True)
+    return (torch.from_numpy(x).to(y.device, y.dtype),
+            torch.from_numpy(top).to(y.device))
+
+
+# ----------------------------------------------------------------------------- fake + grad
+def _fake(y, w, *args):
+    return torch.empty_like(y), torch.empty(y.shape, dtype=torch.int64, device=y.device)
+
+
+def _setup_context(ctx, inputs, output):
+    y, w = inputs[0], inputs[1]
+    x, top = output
+    ctx.has_w = w is not None
+    ctx.save_for_backward(y, w, x, top)
+
+
+for _op, _extra in ((_chain_op, 1), (_broom_op, 2), (_tree_op, 2)):
+    _op.register_fake(_fake)
+
+    def _bw(ctx, gx, gtop, _extra=_extra):
+        y, w, x, top = ctx.saved_tensors
+        r = _block_vjp(top, gx, w)
+        gy = r if w is None else w * r
+        gw = (y - x) * r if ctx.has_w else None
+        return (gy, gw) + (None,) * _extra
+
+    _op.register_autograd(_bw, setup_context=_setup_context)
+
+
+# ----------------------------------------------------------------------------- front ends
+def _prepare(values: Tensor, weights, what_n: int | None = None):
+    """values -> (rows (B, n) in a float dtype, weights rows or None, out dtype)."""
+    if values.is_complex():
+        raise TypeError(f"values must be real, got complex dtype {values.dtype}")
+    if values.dtype == torch.bool:
+        raise TypeError("values must be numeric, got dtype torch.bool")
+    if values.ndim == 0:
+        raise ValueError("values must have at least one dimension, got a scalar")
+    out_dtype = values.dtype if values.is_floating_point() else torch.float64
+    work = _work_dtype(out_dtype)
+    y = values.to(work)
+    w = None
+    if weights is not None:
+        if not isinstance(weights, Tensor):
+            raise TypeError(
+                f"values is a torch.Tensor but weights is {type(weights).__name__}: "
+                "pass both as tensors")
+        if weights.device != values.device:
+            raise ValueError(
+                f"weights are on {weights.device} but values on {values.device}")
+        if weights.is_complex() or weights.dtype == torch.bool:
+            raise TypeError(f"weights must be real numbers, got dtype {weights.dtype}")
+        try:
+            w = torch.broadcast_to(weights.to(work), values.shape)
+        except RuntimeError:
+            raise ValueError(f"weights of shape {tuple(weights.shape)} do not broadcast "
+                             f"to values of shape {tuple(values.shape)}") from None
+    n = values.shape[-1]
+    y2 = y.reshape(-1, n).contiguous()
+    w2 = None if w is None else w.reshape(-1, n).contiguous()
+    return y2, w2, out_dtype
+
+
+def fit_torch(values: Tensor, tree, weights=None, *, orientation="root_largest",
+              method="auto", return_blocks=False):
+    """Torch implementation of :func:`treeiso.fit` (see there).
+
+    Chains, stars and brooms run on the tensor's device; other trees (and ``method='irt*'``)
+    run the CPU kernel, so CUDA tensors are copied to the host and back. Differentiable in
+    ``values`` and ``weights`` (the VJP averages over the blocks, SPEC 5).
+    """
+    from ._api import FitResult, _check_method_fits
+    from ._tree import as_tree
+
+    check_orientation(orientation)
+    tree = as_tree(tree)
+    if values.ndim and values.shape[-1] != tree.n:
+        raise ValueError(f"values has {values.shape[-1]} entries in its last axis but the "
+                         f"tree has {tree.n} nodes")
+    y2, w2, out_dtype = _prepare(values, weights)
+    _check_method_fits(method, tree)
+    sign = 1.0 if orientation == "root_largest" else -1.0
+    ys = y2 if sign > 0 else -y2
+    kind = tree.kind
+    native = values.device.type != "cpu"
+    if method in ("auto", "pav", "star", "broom") and kind == "chain" and tree.n:
+        order = torch.as_tensor(np.asarray(tree.handle, dtype=np.int64), device=values.device)
+        inv = torch.empty_like(order)
+        inv[order] = torch.arange(tree.n, device=values.device)
+        xo, to = _chain_op(ys[:, order], None if w2 is None else w2[:, order], native)
+        x = xo[:, inv]
+        top = order[to][:, inv]
+    elif method in ("auto", "star", "broom") and kind in ("star", "broom"):
+        lab = torch.as_tensor(np.asarray(tree.handle, dtype=np.int64), device=values.device)
+        x, top = _broom_op(ys, w2, lab.expand(ys.shape[0], -1).contiguous(), native)
+    else:
+        parent = torch.as_tensor(np.asarray(tree.parent, dtype=np.int64))
+        x, top = _tree_op(ys, w2, parent, method)
+    if sign < 0:
+        x = -x
+    x = x.reshape(values.shape).to(out_dtype)
+    if return_blocks:
+        return FitResult(x, top.reshape(values.shape))
+    return x
+
+
+def _compact_labels(lab: Tensor) -> Tensor:
+    """Drop -1 padding and repeats (first position wins), keep order, pad at the end."""
+    k = lab.shape[-1]
+    if k == 0:
+        return lab
+    ar = torch.arange(k, device=lab.device)
+    earlier = ar[None, :] < ar[:, None]  # [i, j]: j before i
+    dup = ((lab.unsqueeze(-1) == lab.unsqueeze(-2)) & earlier).any(-1)
+    keep = (lab >= 0) & ~dup
+    pos = torch.where(keep, keep.long().cumsum(-1) - 1, k)
+    out = torch.full(lab.shape[:-1] + (k + 1,), -1, dtype=lab.dtype, device=lab.device)
+    out = out.scatter(-1, pos, torch.where(keep, lab, -1))
+    return out[..., :k]
+
+
+def fit_topk_torch(values: Tensor, labels, weights=None) -> Tensor:
+    """Torch implementation of :func:`treeiso.fit_topk` (see there)."""
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"values is a torch.Tensor but labels is {type(labels).__name__}: "
+                        "pass both as tensors")
+    if labels.device != values.device:
+        raise ValueError(f"labels are on {labels.device} but values on {values.device}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
+    if values.ndim == 0:
+        raise ValueError("values must have at least one dimension, got a scalar")
+    if labels.ndim == 0:
+        labels = labels.reshape(1)
+    lead = values.shape[:-1]
+    try:
+        lab = torch.broadcast_to(labels.long(), lead + labels.shape[-1:])
+    except RuntimeError:
+        raise ValueError(f"labels of shape {tuple(labels.shape)} do not fit values of shape "
+                         f"{tuple(values.shape)}: expected (..., k) with ... = "
+                         f"{tuple(lead)}") from None
+    y2, w2, out_dtype = _prepare(values, weights)
+    lab2 = lab.reshape(-1, lab.shape[-1]).contiguous()
+    x, _ = _broom_op(y2, w2, lab2, values.device.type != "cpu")
+    return x.reshape(values.shape).to(out_dtype)
