@@ -6,6 +6,7 @@ import numpy as np
 
 from ._tree import as_tree
 from ._validation import (
+    as_rows,
     check_orientation,
     is_torch_tensor,
     prepare_values,
@@ -133,7 +134,7 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         )
     y, out_dtype = prepare_values(values, tree.n)
     w = prepare_weights(weights, y.shape)
-    y2 = np.ascontiguousarray(y.reshape(-1, tree.n), dtype=np.float64)
+    y2 = as_rows(y)
     if backend == "scipy":
         if method not in ("auto",):
             raise ValueError("backend='scipy' takes method='auto' only")
@@ -208,11 +209,11 @@ def fit_rows(y, w, tree, *, orientation="root_largest", method="auto",
         elif method == "irt-leftist":
             from ._irt_leftist import irt_leftist_rows
 
-            irt_leftist_rows(y, w, tree.parent, tree.order, x, blocks, return_blocks)
+            irt_leftist_rows(y, w, tree.order, tree.parent_pos, x, blocks, return_blocks)
         else:
             from ._irt_binomial import irt_binomial_rows
 
-            irt_binomial_rows(y, w, tree.parent, tree.order, x, blocks, return_blocks)
+            irt_binomial_rows(y, w, tree.order, tree.parent_pos, x, blocks, return_blocks)
     if orientation == "root_smallest":
         np.negative(x, out=x)
     return x, (blocks if return_blocks else None)

@@ -6,6 +6,7 @@ import numpy as np
 
 from ._tree import as_tree
 from ._validation import (
+    as_rows,
     check_orientation,
     is_torch_tensor,
     prepare_values,
@@ -111,12 +112,10 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
             f"solution has shape {x.shape} but values has shape {y.shape}"
         )
     w = prepare_weights(to_numpy(weights), y.shape)
-    y2 = np.asarray(y.reshape(-1, tree.n), dtype=np.float64)
-    x2 = np.asarray(x.reshape(-1, tree.n), dtype=np.float64)
+    y2 = as_rows(y)
+    x2 = as_rows(x)
     if orientation == "root_smallest":
         y2, x2 = -y2, -x2
-    y2 = np.ascontiguousarray(y2)
-    x2 = np.ascontiguousarray(x2)
     out = np.zeros((y2.shape[0], 5))
     if tree.n and y2.shape[0]:
         from ._certify_kernel import kkt_rows

@@ -102,11 +102,11 @@ def _delete(h, top, key, degree, child, sibling):
 
 
 @njit(cache=True)
-def irt_binomial_rows(y, w, parent, order, x, blocks, need_blocks):
+def irt_binomial_rows(y, w, order, parent_pos, x, blocks, need_blocks):
     """IRT-BIN with binomial heaps; same contract as ``irt_leftist_rows``."""
     n_rows, n = y.shape
     n_w = w.shape[0]
-    idx_t = parent.dtype.type
+    idx_t = parent_pos.dtype.type
     mean = np.empty(n)
     weight = np.empty(n)
     heap = np.empty(n, dtype=idx_t)
@@ -116,13 +116,13 @@ def irt_binomial_rows(y, w, parent, order, x, blocks, need_blocks):
     merged = np.empty(n, dtype=np.bool_)
     for b in range(n_rows):
         wr = 0 if n_w <= 1 else b
-        for v in range(n):
-            mean[v] = y[b, v]
-            weight[v] = w[wr, v] if n_w > 0 else 1.0
-            heap[v] = -1
-            merged[v] = False
-        for i in range(n - 1, -1, -1):
+        for i in range(n):
             v = order[i]
+            mean[i] = y[b, v]
+            weight[i] = w[wr, v] if n_w > 0 else 1.0
+            heap[i] = -1
+            merged[i] = False
+        for v in range(n - 1, -1, -1):
             h = heap[v]
             while h >= 0:
                 c = _find_max(h, mean, sibling)
@@ -135,20 +135,20 @@ def irt_binomial_rows(y, w, parent, order, x, blocks, need_blocks):
                 merged[c] = True
                 h = _meld(h, heap[c], mean, degree, child, sibling)
             heap[v] = h
-            p = parent[v]
+            p = parent_pos[v]
             if p >= 0:
                 child[v] = -1
                 sibling[v] = -1
                 degree[v] = 0
                 heap[p] = _meld(heap[p], v, mean, degree, child, sibling)
         for i in range(n):
-            v = order[i]
-            if merged[v]:
-                p = parent[v]
-                x[b, v] = x[b, p]
-                if need_blocks:
-                    blocks[b, v] = blocks[b, p]
+            if merged[i]:
+                p = parent_pos[i]
+                mean[i] = mean[p]
+                heap[i] = heap[p]
             else:
-                x[b, v] = mean[v]
-                if need_blocks:
-                    blocks[b, v] = v
+                heap[i] = i
+            v = order[i]
+            x[b, v] = mean[i]
+            if need_blocks:
+                blocks[b, v] = order[heap[i]]

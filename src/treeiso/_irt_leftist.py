@@ -59,16 +59,19 @@ def _meld(a, b, key, left, right, rank, stack):
 
 
 @njit(cache=True)
-def irt_leftist_rows(y, w, parent, order, x, blocks, need_blocks):
+def irt_leftist_rows(y, w, order, parent_pos, x, blocks, need_blocks):
     """IRT-BIN for every row of ``y`` (orientation root_largest).
 
     ``y``: float64 (B, n). ``w``: float64 (Bw, n), Bw in {0, 1, B}.
-    ``parent``/``order``: the tree (order has parents before children).
-    ``x``: float64 (B, n) output; ``blocks``: int64 (B, n) output (block tops).
+    ``order``: node ids, parents before children (breadth-first);
+    ``parent_pos[i]``: position in ``order`` of the parent of ``order[i]``
+    (-1 for a root). The kernel works on positions, so that siblings are
+    adjacent in memory. ``x``: float64 (B, n) output; ``blocks``: int64
+    (B, n) output (the top node of each node's block).
     """
     n_rows, n = y.shape
     n_w = w.shape[0]
-    idx_t = parent.dtype.type
+    idx_t = parent_pos.dtype.type
     mean = np.empty(n)
     weight = np.empty(n)
     heap = np.empty(n, dtype=idx_t)    # heap of lower blocks, per block top
@@ -79,13 +82,13 @@ def irt_leftist_rows(y, w, parent, order, x, blocks, need_blocks):
     stack = np.empty(_SPINE, dtype=np.int64)
     for b in range(n_rows):
         wr = 0 if n_w <= 1 else b
-        for v in range(n):
-            mean[v] = y[b, v]
-            weight[v] = w[wr, v] if n_w > 0 else 1.0
-            heap[v] = -1
-            merged[v] = False
-        for i in range(n - 1, -1, -1):          # children before parents
+        for i in range(n):
             v = order[i]
+            mean[i] = y[b, v]
+            weight[i] = w[wr, v] if n_w > 0 else 1.0
+            heap[i] = -1
+            merged[i] = False
+        for v in range(n - 1, -1, -1):          # children before parents
             h = heap[v]
             # Absorb lower blocks, largest mean first, while they violate.
             while h >= 0 and mean[h] > mean[v]:
@@ -97,22 +100,23 @@ def irt_leftist_rows(y, w, parent, order, x, blocks, need_blocks):
                 merged[c] = True
                 h = _meld(h, heap[c], mean, left, right, rank, stack)
             heap[v] = h
-            p = parent[v]
+            p = parent_pos[v]
             if p >= 0:
                 # v's block is final: offer it to the parent as a singleton.
                 left[v] = -1
                 right[v] = -1
                 rank[v] = 1
                 heap[p] = _meld(heap[p], v, mean, left, right, rank, stack)
-        # Parents before children: a merged node takes its parent's value.
+        # Parents before children: a merged node takes its parent's block.
+        # ``heap`` is reused to hold each position's block top.
         for i in range(n):
-            v = order[i]
-            if merged[v]:
-                p = parent[v]
-                x[b, v] = x[b, p]
-                if need_blocks:
-                    blocks[b, v] = blocks[b, p]
+            if merged[i]:
+                p = parent_pos[i]
+                mean[i] = mean[p]
+                heap[i] = heap[p]
             else:
-                x[b, v] = mean[v]
-                if need_blocks:
-                    blocks[b, v] = v
+                heap[i] = i
+            v = order[i]
+            x[b, v] = mean[i]
+            if need_blocks:
+                blocks[b, v] = order[heap[i]]

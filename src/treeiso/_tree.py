@@ -61,6 +61,9 @@ class Tree:
     order : ndarray of shape (n,)
         Read-only breadth-first order from the roots: every parent comes
         before its children.
+    parent_pos : ndarray of shape (n,)
+        Read-only: ``parent_pos[i]`` is the position in ``order`` of the
+        parent of ``order[i]``, or -1 for a root (so ``parent_pos[i] < i``).
     roots : ndarray
         Read-only ids of the roots, in increasing order.
     kind : {"chain", "star", "broom", "general"}
@@ -98,7 +101,8 @@ class Tree:
     'chain'
     """
 
-    __slots__ = ("parent", "n", "order", "roots", "kind", "handle", "_n_children")
+    __slots__ = ("parent", "n", "order", "parent_pos", "roots", "kind", "handle",
+                 "_n_children")
 
     def __init__(self, parent):
         if isinstance(parent, Tree):
@@ -126,9 +130,10 @@ class Tree:
             raise ValueError(f"node {int(self_loop[0])} is its own parent")
         if n == 0:
             order = np.empty(0, dtype=idx_t)
+            parent_pos = np.empty(0, dtype=idx_t)
             n_children = np.empty(0, dtype=idx_t)
         else:
-            from ._tree_kernels import bfs_order, node_on_cycle
+            from ._tree_kernels import bfs_order, node_on_cycle, parent_positions
 
             order, count, n_children = bfs_order(par)
             if count < n:
@@ -136,9 +141,11 @@ class Tree:
                 raise ValueError(
                     f"parent array has a cycle through node {v}: not a tree"
                 )
+            parent_pos = parent_positions(par, order)
         self.parent = _readonly(par)
         self.n = int(n)
         self.order = _readonly(order)
+        self.parent_pos = _readonly(parent_pos)
         self.roots = _readonly(np.flatnonzero(par < 0).astype(idx_t))
         self._n_children = n_children
         self.kind, handle = self._classify()

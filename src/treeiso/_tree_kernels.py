@@ -69,3 +69,17 @@ def node_on_cycle(parent, visited_order, count):
     for _ in range(n):
         v = parent[v]
     return v
+
+
+@njit(cache=True)
+def parent_positions(parent, order):
+    """``out[i]``: position in ``order`` of the parent of ``order[i]`` (-1 at roots)."""
+    n = order.shape[0]
+    pos = np.empty(n, dtype=order.dtype)
+    for i in range(n):
+        pos[order[i]] = i
+    out = np.empty(n, dtype=order.dtype)
+    for i in range(n):
+        p = parent[order[i]]
+        out[i] = pos[p] if p >= 0 else -1
+    return out

@@ -33,6 +33,12 @@ def result_dtype(arr):
     return arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
 
 
+def as_rows(arr, dtype=np.float64):
+    """View (or copy) ``arr`` of shape (..., n) as C-contiguous (rows, n)."""
+    rows = int(np.prod(arr.shape[:-1], dtype=np.int64))
+    return np.ascontiguousarray(arr.reshape(rows, arr.shape[-1]), dtype=dtype)
+
+
 def first_bad(mask):
     """Index tuple of the first True in ``mask``, as a readable string."""
     idx = np.unravel_index(int(np.flatnonzero(mask.ravel())[0]), mask.shape)
@@ -68,7 +74,6 @@ def prepare_weights(weights, shape):
     ``Bw = 0`` stands for unit weights, ``1`` for one row shared by every row.
     """
     n = shape[-1]
-    n_rows = int(np.prod(shape[:-1], dtype=np.int64))
     if weights is None:
         return np.empty((0, n))
     w = as_real_array(weights, "weights")
@@ -89,5 +94,4 @@ def prepare_weights(weights, shape):
     if all(s == 1 for s in w.shape[:-1]):
         row = np.broadcast_to(w.reshape(w.shape[-1:] if w.ndim else ()), (n,))
         return np.ascontiguousarray(row, dtype=np.float64).reshape(1, n)
-    full = np.broadcast_to(w, shape).reshape(n_rows, n)
-    return np.ascontiguousarray(full, dtype=np.float64)
+    return as_rows(np.broadcast_to(w, shape))
