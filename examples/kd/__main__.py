@@ -1,0 +1,165 @@
+"""Command line: ``python -m examples.kd [command] [options] [key=value ...]``.
+
+Commands (each regenerates one artefact; missing training runs are trained first, finished ones
+are reused):
+
+  run      (default) the profile's whole pipeline, then print the tables
+  data     build / load the data set and save a sample grid (analysis/data.png)
+  teacher  train the teacher
+  students train every student of Table 1 (KD, KD-aug, KD-i, KD-p x Mixup/CutMix x seeds)
+  train    one student: --method kd-i --aug mixup --seed 0
+  fig1     Fig. 1a/1b  (teacher order vs hard-label order)
+  table1   Table 1 analogue (mean ± std over seeds, paired differences vs KD-aug)
+  table3   Table 3 (median step time ratio to KD)
+  fig4     Fig. 4 (KD-i accuracy vs calibrated fraction)
+  fig5     Fig. 5 (KD-p accuracy vs sigma)
+
+Profiles: quick (default), full, gpu, paper (``--profile``), or ``--config FILE.yaml``.
+Distributed: ``torchrun --nproc_per_node=N -m examples.kd <command> ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+COMMANDS = ("run", "data", "teacher", "students", "train", "fig1", "table1", "table3", "fig4", "fig5")
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(prog="python -m examples.kd", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", nargs="?", default="run", choices=COMMANDS)
+    p.add_argument("--profile", default="quick", help="quick | full | gpu | paper")
+    p.add_argument("--config", help="a YAML config file (instead of a profile)")
+    p.add_argument("--run-dir", help="output folder (default runs/<profile>)")
+    p.add_argument("--dataset", help="glyphs | cifar100 | cifar10 | npz | imagefolder")
+    p.add_argument("--data-root", help="folder/file of local data (never downloaded)")
+    p.add_argument("--cache-dir", help="where generated data is cached (default <run-dir>/data)")
+    p.add_argument("--device", help="auto | cpu | cuda")
+    p.add_argument("--seeds", help="comma-separated, e.g. 0,1,2")
+    p.add_argument("--time-budget", type=float, help="seconds; scales epoch counts to fit")
+    p.add_argument("--resume", dest="resume", action="store_true", default=None,
+                   help="reuse finished runs and continue interrupted ones from their checkpoint (default)")
+    p.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="retrain every run from scratch (files are overwritten)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--method", default="kd-i", help="train: kd | kd-aug | kd-i | kd-p")
+    p.add_argument("--aug", default="mixup", help="train: none | mixup | cutmix")
+    p.add_argument("--seed", type=int, default=0, help="train: student seed")
+    a, rest = p.parse_known_args(argv)
+    bad = [r for r in rest if "=" not in r or r.startswith("-")]
+    if bad:
+        p.error(f"unrecognized arguments: {' '.join(bad)} (overrides look like key.sub=value)")
+    a.overrides = rest
+    return a
+
+
+def build_config(a):
+    from .config import load_config
+
+    cfg = load_config(a.profile, a.config, a.overrides)
+    if a.run_dir:
+        cfg["run_dir"] = a.run_dir
+    elif a.config is None and a.profile != cfg.get("profile", a.profile):
+        cfg["run_dir"] = f"runs/{a.profile}"
+    data = cfg.setdefault("data", {})
+    if a.dataset:
+        data["name"] = a.dataset
+    if a.data_root:
+        data["root"] = a.data_root
+    if a.cache_dir:
+        data["cache_dir"] = a.cache_dir
+    if a.device:
+        cfg["device"] = a.device
+    if a.seeds:
+        cfg["seeds"] = [int(s) for s in a.seeds.split(",")]
+    if a.time_budget is not None:
+        cfg["time_budget"] = a.time_budget
+    if a.resume is not None:
+        cfg["resume"] = a.resume
+    if a.no_progress:
+        cfg["progress"] = False
+    return cfg
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and "=" in argv[0] and not argv[0].startswith("-"):
+        argv = ["run"] + argv
+    a = parse(argv)
+    cfg = build_config(a)
+    import torch
+
+    from .train import setup_determinism
+
+    setup_determinism()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if (cfg.get("device", "auto") != "cpu" and torch.cuda.is_available()) else "gloo"
+        torch.distributed.init_process_group(backend)
+    from .experiment import Study
+
+    t0 = time.perf_counter()
+    study = Study(cfg)
+    cmd = a.command
+    steps = cfg.get("pipeline", ["teacher", "students", "fig1", "table1", "table3"]) if cmd == "run" else [cmd]
+    study.plan(steps)
+    study.echo_tables = cmd != "run"  # `run` prints all tables once at the end
+    out = []
+    for step in steps:
+        if step == "data":
+            _data_grid(study)
+        elif step == "teacher":
+            study.teacher()
+        elif step == "students":
+            study.students()
+        elif step == "train":
+            from .train import RunSpec
+
+            sc = cfg["student"]
+            spec = RunSpec(f"{a.method}_{a.aug}_s{a.seed}", sc["arch"], a.method, a.aug, a.seed,
+                           sc["epochs"], dict(cfg.get("loss", {})))
+            study.students([spec])
+        elif step == "fig1":
+            out.append(study.fig1())
+        elif step == "table1":
+            out.append(study.table1())
+        elif step == "table3":
+            out.append(study.table3())
+        elif step in ("fig4", "fig5"):
+            out.append(study.sweep(step))
+        else:
+            raise ValueError(f"unknown pipeline step {step!r}")
+    if study.rank == 0:
+        if cmd == "run":
+            print("\n" + "=" * 78)
+            print("\n\n".join(o for o in out if o))
+        print(f"\n[{cmd}] done in {time.perf_counter() - t0:.0f}s; outputs in {study.root}/analysis")
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def _data_grid(study):
+    if study.rank != 0 or not hasattr(study.data, "x_train"):
+        return
+    import numpy as np
+
+    from .analysis import _plt
+
+    d = study.data
+    k = min(20, d.num_classes)
+    rows = []
+    for c in range(k):
+        idx = (d.y_train == c).nonzero()[:6, 0]
+        rows.append(np.concatenate([d.x_train[i].permute(1, 2, 0).numpy() for i in idx], axis=1))
+    w = max(r.shape[1] for r in rows)
+    grid = np.concatenate([np.pad(r, ((0, 0), (0, w - r.shape[1]), (0, 0))) for r in rows], axis=0)
+    plt = _plt()
+    plt.imsave(study.out / "data.png", grid)
+    study.log(f"sample grid (6 images of each of {k} classes): {study.out / 'data.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,357 @@
+"""Data for the distillation study. Nothing is ever downloaded.
+
+Sources (``data.name``):
+
+* ``glyphs`` (default): a **synthetic**, deterministic image set built here. Each class is a
+  procedural glyph (3-5 random pen strokes: line segments and quadratic curves); each image draws
+  that glyph under class-preserving jitter (rotation, scale, shift, stroke width, small control-point
+  wobble, random colours, pixel noise). 100 classes by default (10..1000), 32x32. It exists so
+  the study runs anywhere in minutes with no data files, while keeping what matters for the paper:
+  many classes, so a mixed sample's two labels compete with many others in the teacher's soft
+  labels. Accuracies on it are **not** comparable with CIFAR/ImageNet numbers. Generated in seconds
+  and cached as ``.npz`` under ``data.cache_dir`` (default ``<run_dir>/data``).
+* ``cifar100`` / ``cifar10``: the standard python pickle folders under ``--data-root``:
+  ``cifar-100-python/{train,test}`` or ``cifar-10-batches-py/{data_batch_1..5,test_batch}``
+  (``--data-root`` may be the folder itself or its parent).
+* ``npz``: one file (``--data-root``) with ``x_train, y_train, x_test, y_test``; images uint8
+  (0..255) or float (0..1), NHWC or NCHW, 1 or 3 channels.
+* ``imagefolder``: an ImageNet-layout tree ``<root>/train/<class>/*.JPEG`` and
+  ``<root>/val/<class>/*`` (class = sub-folder name, sorted), decoded lazily with PIL.
+
+In-memory sets (all but ``imagefolder``) are uint8 NCHW tensors; batches are cropped (padding
+``size // 8``), optionally flipped and normalised on the fly with a per-epoch generator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["ImageData", "load_data", "make_glyphs", "load_cifar", "load_npz", "ImageFolderData"]
+
+
+# ----------------------------------------------------------------------------- synthetic glyphs
+def _class_strokes(num_classes: int, seed: int) -> list[np.ndarray]:
+    """Per class, a polyline set: array (S, 2, 2) of segments in [-0.75, 0.75]^2."""
+    rng = np.random.default_rng([seed, 7919])
+    out = []
+    for _ in range(num_classes):
+        segs = []
+        for _ in range(int(rng.integers(3, 6))):
+            p0, p1 = rng.uniform(-0.75, 0.75, (2, 2))
+            if rng.random() < 0.5:  # straight stroke
+                pts = np.stack([p0, p1])
+            else:  # quadratic Bezier through a random control point, 6 pieces
+                c = rng.uniform(-0.9, 0.9, 2)
+                tt = np.linspace(0, 1, 7)[:, None]
+                pts = (1 - tt) ** 2 * p0 + 2 * (1 - tt) * tt * c + tt ** 2 * p1
+            segs.append(np.stack([pts[:-1], pts[1:]], axis=1))
+        out.append(np.concatenate(segs).astype(np.float32))
+    return out
+
+
+def _templates(strokes, res=64, extent=1.3):
+    """Distance fields (C, 1, res, res) of each class glyph over [-extent, extent]^2."""
+    g = (torch.arange(res, dtype=torch.float32) + 0.5) / res * 2 * extent - extent
+    gy, gx = torch.meshgrid(g, g, indexing="ij")
+    pix = torch.stack([gx, gy], -1).reshape(-1, 1, 2)                  # (P, 1, 2)
+    out = []
+    for s in strokes:
+        seg = torch.from_numpy(s)
+        a, b = seg[None, :, 0], seg[None, :, 1]                          # (1, S, 2)
+        ab = b - a
+        t = (((pix - a) * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-8)).clamp(0, 1)
+        d = (pix - (a + t[..., None] * ab)).norm(dim=-1).amin(-1)
+        out.append(d.reshape(1, res, res))
+    return torch.stack(out), extent
+
+
+def _render(templates, extent, labels, size, gen):
+    """Draw one image per label with class-preserving jitter; returns uint8 (N, 3, size, size).
+
+    Jitter: rotation +-20 deg, scale 0.8..1.15, shift +-0.125, stroke half-width 0.05..0.11 (image
+    spans [-1, 1]), a smooth random warp (wobble), random colours and Gaussian pixel noise.
+    """
+    n = len(labels)
+    lab = torch.as_tensor(labels)
+    u = lambda *shape: torch.rand(*shape, generator=gen)  # noqa: E731
+    theta = (u(n) - 0.5) * math.radians(40)
+    scale = 0.8 + 0.35 * u(n)
+    shift = (u(n, 2) - 0.5) * 0.25
+    width = 0.05 + 0.06 * u(n)
+    fg = 0.55 + 0.45 * u(n, 3)
+    bg = 0.35 * u(n, 3)
+    noise = 0.06 + 0.06 * u(n)
+    wob = torch.randn(n, 2, 4, 4, generator=gen) * 0.05
+    c, s_ = torch.cos(theta), torch.sin(theta)
+    # output point p -> glyph point q = R(-theta) (p - shift) / scale (+ wobble)
+    inv = torch.stack([torch.stack([c, s_], -1), torch.stack([-s_, c], -1)], -2) / scale[:, None, None]
+    g = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1
+    gy, gx = torch.meshgrid(g, g, indexing="ij")
+    p = torch.stack([gx, gy], -1)[None] - shift[:, None, None, :]          # (n, H, W, 2)
+    q = torch.einsum("nij,nhwj->nhwi", inv, p)
+    q = q + torch.nn.functional.interpolate(wob, size=(size, size), mode="bilinear",
+                                            align_corners=False).permute(0, 2, 3, 1)
+    d = torch.nn.functional.grid_sample(templates[lab], q / extent, mode="bilinear",
+                                        padding_mode="border", align_corners=False)
+    d = d * scale[:, None, None, None]                                     # back to image units
+    ink = torch.sigmoid((width[:, None, None, None] - d) * size * 0.9)
+    img = bg[:, :, None, None] + (fg - bg)[:, :, None, None] * ink
+    img = img + noise[:, None, None, None] * torch.randn(n, 3, size, size, generator=gen)
+    return (img.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def make_glyphs(num_classes=100, train_per_class=500, test_per_class=100, size=32, seed=0,
+                cache_dir=None) -> dict:
+    """Generate (or load from cache) the synthetic glyph set; returns a dict of uint8/int64 arrays.
+
+    Examples
+    --------
+    >>> d = make_glyphs(num_classes=10, train_per_class=2, test_per_class=1, size=16)
+    >>> d["x_train"].shape, d["y_test"].tolist()
+    ((20, 3, 16, 16), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    """
+    if not 2 <= num_classes <= 1000:
+        raise ValueError(f"glyphs: num_classes must be in 2..1000, got {num_classes}")
+    key = dict(v=1, c=num_classes, tr=train_per_class, te=test_per_class, s=size, seed=seed)
+    path = None
+    if cache_dir is not None:
+        tag = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+        path = Path(cache_dir) / f"glyphs_c{num_classes}_s{size}_{tag}.npz"
+        if path.exists():
+            with np.load(path) as z:
+                return {k: z[k] for k in z.files}
+    templates, extent = _templates(_class_strokes(num_classes, seed))
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for split, per in (("train", train_per_class), ("test", test_per_class)):
+        y = np.tile(np.arange(num_classes), per)
+        xs = [_render(templates, extent, y[i:i + 4096], size, gen) for i in range(0, len(y), 4096)]
+        out[f"x_{split}"] = torch.cat(xs).numpy() if xs else np.zeros((0, 3, size, size), np.uint8)
+        out[f"y_{split}"] = y.astype(np.int64)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npz")
+        np.savez(tmp, **out)
+        os.replace(tmp, path)
+    return out
+
+
+# ----------------------------------------------------------------------------- files on disk
+def _unpickle(path: Path):
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="bytes")
+
+
+def load_cifar(root, name="cifar100") -> dict:
+    """Load CIFAR-10/100 from the standard python pickle folder (no download)."""
+    sub = {"cifar100": "cifar-100-python", "cifar10": "cifar-10-batches-py"}[name]
+    files = {"cifar100": (["train"], ["test"]),
+             "cifar10": ([f"data_batch_{i}" for i in range(1, 6)], ["test_batch"])}[name]
+    root = Path(root) if root else None
+    if root is None:
+        raise FileNotFoundError(f"{name}: pass --data-root pointing at the '{sub}' folder "
+                                f"(or its parent); nothing is downloaded")
+    folder = root / sub if (root / sub).is_dir() else root
+    key = b"fine_labels" if name == "cifar100" else b"labels"
+    out = {}
+    for split, names in zip(("train", "test"), files):
+        xs, ys = [], []
+        for fn in names:
+            p = folder / fn
+            if not p.is_file():
+                raise FileNotFoundError(f"{name}: expected the python pickle file {p} "
+                                        f"(folder '{sub}' with {', '.join(files[0] + files[1])}); "
+                                        f"nothing is downloaded")
+            d = _unpickle(p)
+            xs.append(np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(d[key], np.int64))
+        out[f"x_{split}"], out[f"y_{split}"] = np.concatenate(xs), np.concatenate(ys)
+    return out
+
+
+def _to_nchw_uint8(x: np.ndarray, what: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4:
+        raise ValueError(f"npz: {what} must be (N, H, W, C) or (N, C, H, W), got shape {x.shape}")
+    if x.shape[1] not in (1, 3) and x.shape[3] in (1, 3):
+        x = x.transpose(0, 3, 1, 2)
+    if x.shape[1] not in (1, 3):
+        raise ValueError(f"npz: {what} needs 1 or 3 channels, got shape {x.shape}")
+    if x.shape[1] == 1:
+        x = np.repeat(x, 3, axis=1)
+    if x.dtype != np.uint8:
+        x = np.asarray(x, np.float64)
+        scale = 255.0 if x.max(initial=0) <= 1.0 + 1e-6 else 1.0
+        x = np.clip(np.round(x * scale), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(x)
+
+
+def load_npz(path) -> dict:
+    """Load ``x_train, y_train, x_test, y_test`` from an ``.npz`` (uint8 or float, NHWC or NCHW)."""
+    if not path:
+        raise FileNotFoundError("npz: pass --data-root pointing at a .npz file with "
+                                "x_train, y_train, x_test, y_test")
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"npz: expected a file {p} with arrays x_train, y_train, x_test, y_test")
+    with np.load(p) as z:
+        missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
+        if missing:
+            raise ValueError(f"npz: {p} lacks {missing}; it has {z.files}")
+        out = {k: _to_nchw_uint8(z[k], k) for k in ("x_train", "x_test")}
+        out.update({k: np.asarray(z[k]).astype(np.int64).reshape(-1) for k in ("y_train", "y_test")})
+    return out
+
+
+# ----------------------------------------------------------------------------- in-memory batches
+@dataclass
+class ImageData:
+    """An in-memory image set: uint8 NCHW ``x_*``, int64 ``y_*``, and the train-time transform."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    flip: bool = True
+    pad: int = 4
+    name: str = "glyphs"
+
+    def __post_init__(self):
+        x = self.x_train.float() / 255
+        self.mean = x.mean((0, 2, 3)).view(1, 3, 1, 1)
+        self.std = x.std((0, 2, 3)).clamp_min(1e-3).view(1, 3, 1, 1)
+
+    def size(self, split):
+        return len(self.y_train if split == "train" else self.y_test)
+
+    def get(self, split, idx, device, gen=None):
+        """Batch ``idx`` of ``split`` as normalised float images on ``device`` (train: crop+flip)."""
+        x = (self.x_train if split == "train" else self.x_test)[idx]
+        y = (self.y_train if split == "train" else self.y_test)[idx]
+        if split == "train" and gen is not None:
+            x = _crop_flip(x, self.pad, self.flip, gen)
+        x = x.to(device, non_blocking=True).float().div_(255)
+        return (x - self.mean.to(device)) / self.std.to(device), y.to(device, non_blocking=True)
+
+
+def _crop_flip(x: torch.Tensor, pad: int, flip: bool, gen) -> torch.Tensor:
+    n, c, h, w = x.shape
+    if pad > 0:
+        xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+        oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+        ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+        iy = oy[:, None] + torch.arange(h)
+        ix = ox[:, None] + torch.arange(w)
+        x = xp[torch.arange(n)[:, None, None], :, iy[:, :, None], ix[:, None, :]].permute(0, 3, 1, 2)
+    if flip:
+        f = torch.rand(n, generator=gen) < 0.5
+        x = torch.where(f[:, None, None, None], x.flip(3), x)
+    return x.contiguous()
+
+
+class ImageFolderData:
+    """ImageNet-layout folders decoded lazily with PIL (random-resized-crop + flip for training)."""
+
+    def __init__(self, root, size=224, resize=256):
+        try:
+            from PIL import Image  # noqa: F401
+        except ImportError as e:  # pragma: no cover - PIL ships with matplotlib
+            raise ImportError("imagefolder data needs Pillow (pip install pillow)") from e
+        root = Path(root) if root else None
+        if root is None or not (root / "train").is_dir() or not (root / "val").is_dir():
+            raise FileNotFoundError(f"imagefolder: expected {root}/train/<class>/* and "
+                                    f"{root}/val/<class>/* (ImageNet layout); pass --data-root")
+        self.classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+        if not self.classes:
+            raise FileNotFoundError(f"imagefolder: no class folders under {root / 'train'}")
+        idx = {c: i for i, c in enumerate(self.classes)}
+        ext = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff"}
+        self.files = {}
+        for split in ("train", "val"):
+            items = []
+            for cdir in sorted((root / split).iterdir()):
+                if cdir.is_dir() and cdir.name in idx:
+                    items += [(str(p), idx[cdir.name]) for p in sorted(cdir.iterdir())
+                              if p.suffix.lower() in ext]
+            if not items:
+                raise FileNotFoundError(f"imagefolder: no images under {root / split}/<class>/")
+            self.files["train" if split == "train" else "test"] = items
+        self.num_classes, self.size_px, self.resize = len(self.classes), size, resize
+        self.mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+        self.std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        self.name = "imagefolder"
+
+    def size(self, split):
+        return len(self.files[split])
+
+    def _load(self, path, train, rng):
+        from PIL import Image
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            s = self.size_px
+            if train:  # random-resized-crop, scale (0.08, 1), ratio (3/4, 4/3)
+                for _ in range(10):
+                    area = w * h * rng.uniform(0.08, 1.0)
+                    r = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+                    cw, ch = int(round(math.sqrt(area * r))), int(round(math.sqrt(area / r)))
+                    if 0 < cw <= w and 0 < ch <= h:
+                        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+                        break
+                else:
+                    cw = ch = min(w, h)
+                    x0, y0 = (w - cw) // 2, (h - ch) // 2
+                im = im.resize((s, s), Image.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
+                if rng.random() < 0.5:
+                    im = im.transpose(Image.FLIP_LEFT_RIGHT)
+            else:  # resize shorter side, centre crop
+                k = self.resize / min(w, h)
+                im = im.resize((max(s, round(w * k)), max(s, round(h * k))), Image.BILINEAR)
+                w, h = im.size
+                x0, y0 = (w - s) // 2, (h - s) // 2
+                im = im.crop((x0, y0, x0 + s, y0 + s))
+            return torch.from_numpy(np.asarray(im, np.uint8).copy()).permute(2, 0, 1)
+
+    def get(self, split, idx, device, gen=None):
+        seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=gen)) if gen is not None else 0
+        rng = np.random.default_rng(seed)
+        items = [self.files[split][int(i)] for i in idx]
+        x = torch.stack([self._load(p, split == "train" and gen is not None, rng) for p, _ in items])
+        y = torch.tensor([c for _, c in items], dtype=torch.int64)
+        x = x.to(device).float().div_(255)
+        return (x - self.mean.to(device)) / self.std.to(device), y.to(device)
+
+
+def load_data(cfg: dict, run_dir) -> "ImageData | ImageFolderData":
+    """Build the data set described by a config's ``data`` section (see module docstring)."""
+    name = cfg.get("name", "glyphs")
+    root = cfg.get("root")
+    if name == "glyphs":
+        cache = cfg.get("cache_dir") or str(Path(run_dir) / "data")
+        d = make_glyphs(cfg.get("num_classes", 100), cfg.get("train_per_class", 500),
+                        cfg.get("test_per_class", 100), cfg.get("size", 32), cfg.get("seed", 0), cache)
+        flip = cfg.get("flip", False)
+    elif name in ("cifar100", "cifar10"):
+        d, flip = load_cifar(root, name), cfg.get("flip", True)
+    elif name == "npz":
+        d, flip = load_npz(root), cfg.get("flip", True)
+    elif name == "imagefolder":
+        return ImageFolderData(root, cfg.get("size", 224), cfg.get("resize", 256))
+    else:
+        raise ValueError(f"unknown data.name {name!r}; choose glyphs, cifar100, cifar10, npz, imagefolder")
+    t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in d.items()}
+    nc = int(max(t["y_train"].max(), t["y_test"].max())) + 1
+    pad = cfg.get("pad", max(1, t["x_train"].shape[-1] // 8))
+    return ImageData(t["x_train"], t["y_train"], t["x_test"], t["y_test"], nc, flip, pad, name)
