@@ -102,7 +102,7 @@ def fit_topk(values, labels, weights=None):
         if w.size and not (w > 0).all():
             raise ValueError("weights must be > 0")
         w2 = np.ascontiguousarray(w.reshape(n_rows, c), dtype=np.float64)
-    lab2 = compact_labels(lab.reshape(n_rows, -1))
+    lab2 = compact_labels(lab.reshape(n_rows, lab.shape[-1]))
     from ._broom import broom_rows
 
     x = broom_rows(y2, w2, lab2)
