@@ -41,7 +41,8 @@ def as_rows(arr, dtype=np.float64):
 
 def first_bad(mask):
     """Index tuple of the first True in ``mask``, as a readable string."""
-    idx = np.unravel_index(int(np.flatnonzero(mask.ravel())[0]), mask.shape)
+    idx = tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(mask.ravel())[0]),
+                                                 mask.shape))
     return idx[0] if len(idx) == 1 else idx
 
 
@@ -50,8 +51,8 @@ def check_finite(arr, what):
         bad = ~np.isfinite(arr)
         if bad.any():
             i = first_bad(bad)
-            kind = "NaN" if np.isnan(arr[i]) else "infinite"
-            raise ValueError(f"{what} contains a {kind} value at index {i}")
+            kind = "a NaN" if np.isnan(arr[i]) else "an infinite"
+            raise ValueError(f"{what} contains {kind} value at index {i}")
 
 
 def prepare_values(values, n):
