@@ -203,7 +203,7 @@ def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor) -> tuple[Tensor, Ten
     col = torch.where(valid, lab, c)
     xpad = torch.cat([x, zero], -1).scatter(-1, col, xh)
     tpad = torch.cat([top, torch.zeros_like(top[:, :1])], -1).scatter(-1, col, toph)
-    return xpad[:, :c] + sh, tpad[:, :c]
+    return (xpad[:, :c] + sh).contiguous(), tpad[:, :c].contiguous()
 
 
 def _broom_host(y: Tensor, w: Tensor | None, lab: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,207 @@
+"""The torch backend: values against the NumPy core, gradients, custom-op checks, compile."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import treeiso  # noqa: E402
+from treeiso import _torch_backend as tb  # noqa: E402
+
+DEVICES = ["cpu", pytest.param("cuda", marks=[
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")])]
+
+
+def trees(n=9):
+    rng = np.random.default_rng(0)
+    general = np.array([-1] + [int(rng.integers(0, i)) for i in range(1, n)])
+    perm = rng.permutation(n)  # ids out of topological order
+    inv = np.argsort(perm)
+    shuffled = np.where(general[inv] < 0, -1, perm[general[inv]])
+    return {
+        "chain": treeiso.Tree.chain(n),
+        "chain_shuffled": treeiso.Tree.from_edges(list(zip(perm[:-1], perm[1:])), n=n),
+        "star": treeiso.Tree.star(n, 3),
+        "mixup": treeiso.Tree.star_plus_edge(n, 5, 2),
+        "broom": treeiso.Tree.broom(n, [4, 0, 7, 1]),
+        "general": treeiso.Tree(shuffled),
+    }
+
+
+TREES = trees()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", list(TREES))
+@pytest.mark.parametrize("orientation", ["root_largest", "root_smallest"])
+def test_fit_matches_numpy(device, name, orientation):
+    tree = TREES[name]
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=(2, 3, tree.n))
+    y[0, 0] = np.round(y[0, 0])  # ties
+    w = np.exp(rng.normal(size=(2, 3, tree.n)))
+    ref = treeiso.fit(y, tree, w, orientation=orientation, return_blocks=True)
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        yt = torch.tensor(y, dtype=dtype, device=device)
+        wt = torch.tensor(w, dtype=dtype, device=device)
+        out = treeiso.fit(yt, tree, wt, orientation=orientation, return_blocks=True)
+        assert out.x.dtype == dtype and out.x.device.type == device
+        assert out.x.shape == yt.shape and out.blocks.dtype == torch.int64
+        np.testing.assert_allclose(out.x.cpu().numpy(), ref.x, rtol=tol, atol=tol)
+        if dtype == torch.float64:
+            # Blocks agree wherever the values do not tie (ties may be split either way).
+            xb = ref.x[np.arange(2)[:, None, None], np.arange(3)[None, :, None], ref.blocks]
+            mine = out.blocks.cpu().numpy()
+            xm = ref.x[np.arange(2)[:, None, None], np.arange(3)[None, :, None], mine]
+            np.testing.assert_allclose(xm, xb, rtol=1e-12, atol=1e-12)
+    x1 = treeiso.fit(torch.tensor(y[0, 0], device=device), tree,
+                     torch.tensor(w[0, 0], device=device), orientation=orientation)
+    np.testing.assert_allclose(x1.cpu().numpy(), ref.x[0, 0], rtol=1e-12, atol=1e-12)
+
+
+def test_integer_values_and_unit_weights():
+    x = treeiso.fit(torch.tensor([1, 3, 2]), treeiso.Tree.chain(3))
+    assert x.dtype == torch.float64 and torch.allclose(x, torch.full((3,), 2.0, dtype=x.dtype))
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_batched_chains_against_core(native):
+    rng = np.random.default_rng(2)
+    y = np.concatenate([rng.normal(size=(20, 50)), np.round(rng.normal(size=(10, 50))),
+                        np.cumsum(rng.normal(size=(10, 50)), 1)])
+    w = rng.integers(1, 5, size=y.shape).astype(float)
+    ref = treeiso.fit(y, treeiso.Tree.chain(50), w, return_blocks=True)
+    x, top = tb._chain_op(torch.tensor(y), torch.tensor(w), native)
+    np.testing.assert_allclose(x.numpy(), ref.x, rtol=1e-12, atol=1e-12)
+    assert np.array_equal(top.numpy(), ref.blocks)
+
+
+def test_native_chain_hands_long_cascades_to_host():
+    # Each round of parallel pooling absorbs one block: more rounds than allowed.
+    n = tb._CHAIN_ROUNDS + 40
+    y = np.r_[np.arange(n - 1, 0, -1.0), 10.0 * n][None]
+    y = np.concatenate([y, np.zeros_like(y)])
+    ref = treeiso.fit(y, treeiso.Tree.chain(n))
+    x, _ = tb._chain_op(torch.tensor(y), None, True)
+    np.testing.assert_allclose(x.numpy(), ref, rtol=1e-12)
+
+
+def test_native_broom_matches_host_kernel():
+    rng = np.random.default_rng(4)
+    y = torch.tensor(rng.normal(size=(64, 30)))
+    w = torch.tensor(np.exp(rng.normal(size=(64, 30)) * 2))
+    lab = torch.tensor(rng.integers(-1, 30, size=(64, 4)))
+    xh, th = tb._broom_op(y, w, lab, False)
+    xn, tn = tb._broom_op(y, w, lab, True)
+    torch.testing.assert_close(xn, xh, rtol=1e-12, atol=1e-12)
+    assert torch.equal(tn, th)
+
+
+def test_float32_topk_agrees_with_float64():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(64, 1000, generator=g) * 3 + 1000
+    lab = torch.stack([torch.randperm(1000, generator=g)[:2] for _ in range(64)])
+    for native in (False, True):
+        x32, _ = tb._broom_op(y, None, lab, native)
+        x64, _ = tb._broom_op(y.double(), None, lab, native)
+        assert ((x32.double() - x64).abs() / x64.abs()).max() < 1e-6
+
+
+# ----------------------------------------------------------------------------- gradients
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", ["chain_shuffled", "mixup", "broom", "general"])
+def test_gradcheck_fit(device, name):
+    tree = TREES[name]
+    g = torch.Generator().manual_seed(5)
+    y = torch.randn(2, tree.n, generator=g, dtype=torch.float64).to(device).requires_grad_()
+    w = (torch.rand(2, tree.n, generator=g, dtype=torch.float64) + 0.5).to(device)
+    w.requires_grad_()
+    for orientation in ("root_largest", "root_smallest"):
+        assert torch.autograd.gradcheck(
+            lambda y, w: treeiso.fit(y, tree, w, orientation=orientation), (y, w))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("native", [False, True])
+def test_gradcheck_topk(device, native):
+    g = torch.Generator().manual_seed(6)
+    y = torch.randn(5, 7, generator=g, dtype=torch.float64).to(device).requires_grad_()
+    w = (torch.rand(5, 7, generator=g, dtype=torch.float64) + 0.5).to(device).requires_grad_()
+    lab = torch.tensor([[0, 2], [1, -1], [3, 3], [6, 4], [-1, -1]], device=device)
+    assert torch.autograd.gradcheck(lambda y, w: tb._broom_op(y, w, lab, native)[0], (y, w))
+    assert torch.autograd.gradcheck(lambda y: treeiso.fit_topk(y, lab), (y,))
+
+
+def test_vjp_is_block_averaging():
+    # y = [0, 1, 10] on the star centred at 0: blocks {0, 2} and {1}.
+    y = torch.tensor([0.0, 1.0, 10.0], dtype=torch.float64, requires_grad=True)
+    w = torch.tensor([1.0, 1.0, 3.0], dtype=torch.float64, requires_grad=True)
+    x = treeiso.fit_topk(y, torch.tensor([0]), w)
+    gy, gw = torch.autograd.grad(x @ torch.tensor([1.0, 2.0, 5.0], dtype=torch.float64), (y, w))
+    torch.testing.assert_close(gy, torch.tensor([1.5, 2.0, 4.5], dtype=torch.float64))
+    m = 30.0 / 4.0
+    torch.testing.assert_close(gw, torch.tensor([(0 - m) * 1.5, 0.0, (10 - m) * 1.5],
+                                                dtype=torch.float64))
+
+
+# ----------------------------------------------------------------------------- custom ops
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
+    g = torch.Generator().manual_seed(7)
+    y = torch.randn(3, 6, generator=g, dtype=torch.float64).to(device).requires_grad_()
+    w = (torch.rand(3, 6, generator=g, dtype=torch.float64) + 0.5).to(device).requires_grad_()
+    lab = torch.tensor([[0, 2], [1, -1], [5, 5]], device=device)
+    parent = torch.tensor([-1, 0, 0, 1, 1, 2])
+    for native in (False, True):
+        torch.library.opcheck(tb._broom_op, (y, w, lab, native))
+        torch.library.opcheck(tb._chain_op, (y, None, native))
+    torch.library.opcheck(tb._tree_op, (y, w, parent, "irt"))
+
+
+def test_compile_parity():
+    # aot_eager: traces the ops through their fake kernels and autograd formula without
+    # inductor's C++ compile (slow on two cores).
+    g = torch.Generator().manual_seed(8)
+    y = torch.randn(4, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    w = (torch.rand(4, 6, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
+    lab = torch.tensor([[0, 2], [1, -1], [3, 3], [5, 4]])
+    chain = treeiso.Tree.chain(6)
+
+    def f(y, w):
+        return treeiso.fit_topk(y, lab, w) * 2 + treeiso.fit(y, chain, w)
+
+    cf = torch.compile(f, backend="aot_eager", fullgraph=True)
+    out, ref = cf(y, w), f(y, w)
+    torch.testing.assert_close(out, ref)
+    probe = torch.arange(6, dtype=torch.float64)
+    g1 = torch.autograd.grad((out * probe).sum(), (y, w))
+    g2 = torch.autograd.grad((ref * probe).sum(), (y, w))
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b)
+
+
+# ----------------------------------------------------------------------------- errors
+def test_errors():
+    t = treeiso.Tree.chain(3)
+    with pytest.raises(ValueError, match="NaN"):
+        treeiso.fit(torch.tensor([1.0, float("nan"), 0.0]), t)
+    with pytest.raises(ValueError, match="> 0"):
+        treeiso.fit(torch.ones(3), t, torch.tensor([1.0, 0.0, 1.0]))
+    with pytest.raises(TypeError, match="tensors"):
+        treeiso.fit(torch.ones(3), t, np.ones(3))
+    with pytest.raises(TypeError, match="complex"):
+        treeiso.fit(torch.ones(3, dtype=torch.complex64), t)
+    with pytest.raises(ValueError, match="nodes"):
+        treeiso.fit(torch.ones(4), t)
+    with pytest.raises(ValueError, match="broadcast"):
+        treeiso.fit(torch.ones(2, 3), t, torch.ones(4, 3))
+    with pytest.raises(ValueError, match="method"):
+        treeiso.fit(torch.ones(3), treeiso.Tree.star(3), method="pav")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
+def test_mixed_devices_cuda():
+    with pytest.raises(ValueError, match="cpu"):
+        treeiso.fit(torch.ones(3, device="cuda"), treeiso.Tree.chain(3), torch.ones(3))
