@@ -65,7 +65,8 @@ ax.set_title("certify(y, tree, x + noise)")
 ax.legend(fontsize=8)
 plt.show()
 
-print("accepted:", dict(zip(np.round(np.log10(eps), 1), accepted)))
+print("largest accepted perturbation:", f"{eps[np.array(accepted)].max():.1e}")
+print("smallest rejected perturbation:", f"{eps[~np.array(accepted)].min():.1e}")
 
 # %%
 # The duality gap
