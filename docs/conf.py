@@ -48,7 +48,6 @@ nitpicky = False
 # -- autodoc / numpydoc -------------------------------------------------------
 # The API page uses autofunction/autoclass directly (one page, no generated
 # stubs): autosummary's one-line summaries cut sentences at "..".
-autodoc_default_options = {"members": False}
 autodoc_typehints = "none"  # numpydoc's "Parameters" sections carry the types
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False

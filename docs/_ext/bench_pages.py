@@ -12,16 +12,24 @@ A missing or unreadable results file never fails the build: its page then says
 "not measured yet" (or why it could not be read).
 
 The reader is deliberately tolerant about the JSON layout.  It accepts a list
-of records, or a mapping holding one (under ``results``, ``records``, ``rows``,
+of records, or a mapping holding one (under ``rows``, ``results``, ``records``,
 ``runs`` or ``data``) next to a description of the machine (``machine``,
-``meta``, ``env``, ``environment``, ``system`` or ``host``).  In a record it
-looks for the problem size (``n``), the implementation (``impl``,
-``implementation``, ``library``, ``method``, ``solver``, ``name``), a time in
-seconds (``median_s``, ``time_s``, ``seconds``, ``median``, ``time``,
-``t_median``) and, optionally, the problem family (``case``, ``tree``,
-``shape``, ``kind``, ``problem``, ``workload``), ``batch``/``B``, ``device``
-and ``dtype``.  Records with a time of ``null`` (skipped or timed out) are
-shown as "--".
+``meta``, ``env``, ``environment``, ``system`` or ``host``); other top-level
+numbers (``import_s``, ``repeats``, ...) are listed under the tables.  Records
+come in two layouts:
+
+* wide (``bench_cpu.py``): one record per problem, with the size ``n``, the
+  family (``shape``, ``case``, ``tree``, ``kind``, ...) and one time per
+  implementation in keys ending in ``_s`` (or ``_ms``/``_us``):
+  ``{"shape": "chain", "n": 1000, "treeiso_s": ..., "higra_s": ...}``;
+* long: one record per implementation, with ``impl`` (or ``implementation``,
+  ``library``, ``method``, ``solver``, ``name``) and a time (``median_s``,
+  ``time_s``, ``seconds``, ``median``, ``time``).
+
+``device``, ``dtype``, ``batch``/``B`` become part of the family's title.
+Times of ``null`` (skipped, timed out) show as "--".  Ratios are treeiso's
+time divided by the peer's, as ``bench_cpu.py`` prints them: below 1 treeiso
+is faster, above 1 it loses.
 """
 
 from __future__ import annotations
@@ -40,35 +48,47 @@ OUT = DOCS / "generated" / "bench"
 
 #: results file stem -> (title, who produces it, how)
 SOURCES = {
-    "cpu": ("CPU: treeiso (NumPy/Numba) against SciPy, Higra and torchisotonic",
+    "cpu": ("CPU: treeiso (NumPy/Numba) against Higra and SciPy",
             "python benchmarks/bench_cpu.py"),
-    "torch": ("Torch: CPU and CUDA",
+    "torch": ("PyTorch: treeiso's torch backend against torchisotonic, CPU and CUDA",
               "python benchmarks/bench_torch.py"),
 }
 
-_LIST_KEYS = ("results", "records", "rows", "runs", "data", "measurements")
+_LIST_KEYS = ("rows", "results", "records", "runs", "data", "measurements")
 _META_KEYS = ("machine", "meta", "metadata", "env", "environment", "system", "host")
 _N_KEYS = ("n", "size", "num_nodes", "nodes", "c", "classes")
-_IMPL_KEYS = ("impl", "implementation", "library", "lib", "method", "solver", "name", "backend")
-_TIME_KEYS = ("median_s", "time_s", "seconds", "median", "time", "t_median", "t", "sec")
-_CASE_KEYS = ("case", "tree", "shape", "kind", "problem", "workload", "family", "task")
-_EXTRA_KEYS = ("batch", "B", "device", "dtype", "orientation", "weights")
+_IMPL_KEYS = ("impl", "implementation", "library", "lib", "method", "solver", "name")
+_TIME_KEYS = ("median_s", "time_s", "seconds", "median", "time", "t_median")
+_CASE_KEYS = ("case", "tree", "shape", "problem", "workload", "family", "task", "kind", "op")
+_EXTRA_KEYS = ("device", "dtype", "batch", "B", "rows", "orientation", "weights")
+_UNITS = (("_s", 1.0), ("_ms", 1e-3), ("_us", 1e-6))
 
 REFERENCE = "treeiso"
+#: pretty names for wide-format columns (key without the unit suffix)
+PRETTY = {
+    "treeiso": "treeiso",
+    "treeiso_with_tree": "treeiso, Tree() included",
+    "irt-leftist": "treeiso irt-leftist",
+    "irt-binomial": "treeiso irt-binomial",
+    "higra": "Higra",
+    "scipy": "SciPy",
+    "sklearn": "scikit-learn",
+    "torchisotonic": "torchisotonic",
+}
 
 
 # --------------------------------------------------------------------------- reading
 def _first(rec, keys):
     for k in keys:
-        if k in rec:
+        if k in rec and rec[k] is not None:
             return k, rec[k]
     return None, None
 
 
 def _records_and_meta(doc):
-    """Return (records, meta) from a loaded JSON document."""
+    """Return (records, meta, scalars) from a loaded JSON document."""
     if isinstance(doc, list):
-        return [r for r in doc if isinstance(r, dict)], {}
+        return [r for r in doc if isinstance(r, dict)], {}, {}
     if not isinstance(doc, dict):
         raise ValueError("top level is neither a list nor an object")
     meta = {}
@@ -76,82 +96,80 @@ def _records_and_meta(doc):
         if k in doc:
             meta = doc[k] if isinstance(doc[k], dict) else {k: doc[k]}
             break
+    scalars = {k: v for k, v in doc.items()
+               if k not in _META_KEYS and not isinstance(v, list)}
     for k in _LIST_KEYS:
         if isinstance(doc.get(k), list):
-            return [r for r in doc[k] if isinstance(r, dict)], meta
-    # a mapping of case -> list of records
-    recs = []
+            return [r for r in doc[k] if isinstance(r, dict)], meta, scalars
+    recs = []  # a mapping of case -> list of records
     for k, v in doc.items():
         if isinstance(v, list) and v and all(isinstance(r, dict) for r in v):
-            for r in v:
-                recs.append({"case": k, **r})
+            recs.extend({"case": k, **r} for r in v)
     if recs:
-        return recs, meta
+        return recs, meta, scalars
     raise ValueError("no list of records found")
 
 
-def _impl_name(rec, impl_key):
-    """Implementation label: impl plus distinguishing device/backend fields."""
-    _, impl = _first(rec, _IMPL_KEYS)
-    label = str(impl)
-    for extra in ("backend", "device", "method"):
-        if extra != impl_key and extra in rec and rec[extra] not in (None, ""):
-            if str(rec[extra]) not in label:
-                label += f" [{rec[extra]}]"
-    return label
-
-
-def _as_seconds(rec):
-    k, v = _first(rec, _TIME_KEYS)
-    if v is None:
-        for key, val in rec.items():  # e.g. "median_ms"
-            if key.endswith("_ms") and isinstance(val, (int, float)):
-                return val / 1e3
-            if key.endswith("_us") and isinstance(val, (int, float)):
-                return val / 1e6
+def _seconds(value, scale=1.0):
+    if isinstance(value, dict):  # {"median": .., ...}
+        value = value.get("median", value.get("mean"))
+    if isinstance(value, bool):
         return None
-    if isinstance(v, dict):  # {"median": ..}
-        v = v.get("median", v.get("mean"))
     try:
-        v = float(v)
+        value = float(value) * scale
     except (TypeError, ValueError):
         return None
-    if not math.isfinite(v) or v <= 0:
-        return None
-    if k and k.endswith("_ms"):
-        v /= 1e3
-    return v
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def _case_name(rec):
+    _, case = _first(rec, _CASE_KEYS)
+    case = str(case) if case is not None else "all"
+    extras = [f"{k}={rec[k]}" for k in _EXTRA_KEYS if k in rec and rec[k] not in (None, "")
+              and not isinstance(rec[k], (dict, list))]
+    return f"{case} ({', '.join(extras)})" if extras else case
+
+
+def _timing_columns(rec):
+    """Wide layout: ``{impl: seconds}`` from keys such as ``higra_s``."""
+    out = {}
+    for key, val in rec.items():
+        for suffix, scale in _UNITS:
+            if key.endswith(suffix) and (val is None or isinstance(val, (int, float, dict))):
+                impl = key[: -len(suffix)]
+                if impl and not impl.startswith(("ratio", "max_abs", "peak", "import")):
+                    out[PRETTY.get(impl, impl)] = _seconds(val, scale)
+                break
+    return out
 
 
 def load(path: Path):
-    """Parse one results file into ``(meta, rows)``.
+    """Parse one results file into ``(meta, scalars, rows)``.
 
     ``rows`` is a list of dicts with keys ``case``, ``impl``, ``n`` (int) and
-    ``t`` (seconds or None), plus ``extra`` (a short string).
+    ``t`` (seconds or None).
     """
     doc = json.loads(path.read_text())
-    records, meta = _records_and_meta(doc)
+    records, meta, scalars = _records_and_meta(doc)
     rows = []
     for rec in records:
         _, n = _first(rec, _N_KEYS)
-        impl_key, impl = _first(rec, _IMPL_KEYS)
-        if n is None or impl is None:
-            continue
         try:
             n = int(n)
         except (TypeError, ValueError):
             continue
-        _, case = _first(rec, _CASE_KEYS)
-        extras = [f"{k}={rec[k]}" for k in _EXTRA_KEYS
-                  if k in rec and k not in ("device",) and rec[k] not in (None, "")]
-        case = str(case) if case is not None else "all"
-        if extras:
-            case = f"{case} ({', '.join(extras)})"
-        rows.append({"case": case, "impl": _impl_name(rec, impl_key), "n": n,
-                     "t": _as_seconds(rec)})
+        case = _case_name(rec)
+        _, impl = _first(rec, _IMPL_KEYS)
+        time_key = next((k for k in _TIME_KEYS if k in rec), None)
+        if impl is not None and time_key is not None:  # long layout
+            rows.append({"case": case, "impl": PRETTY.get(str(impl), str(impl)), "n": n,
+                         "t": _seconds(rec[time_key])})
+            continue
+        for name, t in _timing_columns(rec).items():
+            rows.append({"case": case, "impl": name, "n": n, "t": t})
     if not rows:
-        raise ValueError("no record with a size and an implementation")
-    return meta, rows
+        raise ValueError("no record with a size and a time")
+    return meta, scalars, rows
 
 
 # --------------------------------------------------------------------------- writing
@@ -166,7 +184,7 @@ def _fmt_t(t):
         return f"{t:.2f} s"
     if t >= 1e-3:
         return f"{t * 1e3:.2f} ms"
-    return f"{t * 1e6:.1f} us"
+    return f"{t * 1e6:.1f} µs"
 
 
 def _table(header, body):
@@ -179,63 +197,88 @@ def _table(header, body):
     return lines
 
 
+def _plain(v):
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {_plain(x)}" for k, x in v.items())
+    return str(v)
+
+
 def _machine_lines(meta):
     if not meta:
         return ["The results file does not describe the machine.", ""]
     lines = ["Measured on:", ""]
     for k, v in meta.items():
-        if isinstance(v, (dict, list)):
-            v = json.dumps(v)
-        lines.append(f"- **{k}**: ``{v}``" if str(v) else f"- **{k}**")
+        lines.append(f"- {k}: ``{_plain(v)}``")
     lines.append("")
     return lines
 
 
+def _is_treeiso(impl):
+    return impl.lower().startswith(REFERENCE)
+
+
 def _reference_impl(impls):
     """The treeiso implementation ratios are taken against."""
+    if REFERENCE in impls:
+        return REFERENCE
     for name in impls:
-        if name.split()[0].lower() == REFERENCE:
-            return name
-    for name in impls:
-        if REFERENCE in name.lower():
+        if _is_treeiso(name) and "included" not in name:
             return name
     return None
 
 
-def _plot(case, by_impl, png):
+def _ordered(impls):
+    ref = _reference_impl(impls)
+    mine = sorted(i for i in impls if _is_treeiso(i) and i != ref)
+    peers = sorted(i for i in impls if not _is_treeiso(i))
+    return ([ref] if ref else []) + mine + peers
+
+
+def _plot(cases, png, title):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.0, 4.0), layout="constrained")
-    for impl in sorted(by_impl):
-        pts = sorted((n, t) for n, t in by_impl[impl].items() if t is not None)
-        if not pts:
-            continue
-        ns, ts = zip(*pts)
-        style = "-o" if REFERENCE in impl.lower() else "--s"
-        ax.loglog(ns, ts, style, ms=4, label=impl)
-    ax.set_xlabel("n (nodes per problem)")
-    ax.set_ylabel("median time (s)")
-    ax.set_title(case, fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.savefig(png, dpi=90)
+    k = len(cases)
+    cols = min(3, k)
+    rows = math.ceil(k / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False,
+                             layout="constrained")
+    for ax, (case, by_impl) in zip(axes.flat, cases.items()):
+        for impl in _ordered(list(by_impl)):
+            pts = sorted((n, t) for n, t in by_impl[impl].items() if t is not None)
+            if not pts:
+                continue
+            ns, ts = zip(*pts)
+            ref = impl == _reference_impl(list(by_impl))
+            ax.loglog(ns, ts, "-o" if _is_treeiso(impl) else "--s", ms=3.5,
+                      lw=2.2 if ref else 1.2, label=impl)
+        ax.set_title(case, fontsize=9)
+        ax.set_xlabel("n", fontsize=8)
+        ax.set_ylabel("median time (s)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=6.5)
+    for ax in list(axes.flat)[k:]:
+        ax.set_axis_off()
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(png, dpi=80)
     plt.close(fig)
 
 
 def render(name, path: Path, out: Path, plots=True):
-    """reST text for one results file (plots written next to it)."""
+    """reST text for one results file (the plot is written next to it)."""
     title, command = SOURCES.get(name, (name, ""))
     lines = [title, "-" * len(title), ""]
     if command:
         lines += [f"Regenerate with ``{command}`` (writes ``benchmarks/results/{name}.json``).", ""]
     if not path.exists():
-        return lines + ["*Not measured yet*: ``benchmarks/results/"
-                        f"{name}.json`` is absent.", ""]
+        return lines + [f"*Not measured yet*: ``benchmarks/results/{name}.json`` is absent.", ""]
     try:
-        meta, rows = load(path)
+        meta, scalars, rows = load(path)
     except (OSError, ValueError) as err:  # json.JSONDecodeError is a ValueError
         return lines + [f"*Not measured yet*: ``{path.name}`` could not be read ({err}).", ""]
 
@@ -246,44 +289,51 @@ def render(name, path: Path, out: Path, plots=True):
         if prev is None or (r["t"] is not None and r["t"] < prev):
             cases[r["case"]][r["impl"]][r["n"]] = r["t"]
 
-    losses = []
+    if plots:
+        png = out / f"{name}.png"
+        _plot(cases, png, title)
+        lines += [f".. image:: /generated/bench/{png.name}",
+                  f"   :alt: median time against n, {name} benchmark", ""]
+
+    losses, wins = [], 0
     for case, by_impl in cases.items():
-        impls = sorted(by_impl)
+        impls = _ordered(list(by_impl))
         ref = _reference_impl(impls)
         lines += [f"**{case}**", ""]
-        if plots:
-            png = out / f"{name}-{_slug(case)}.png"
-            _plot(case, by_impl, png)
-            lines += [f".. image:: /generated/bench/{png.name}",
-                      f"   :alt: median time against n, {case}", ""]
-        ns = sorted({n for d in by_impl.values() for n in d})
-        header = ["n", *impls]
         body = []
-        for n in ns:
+        for n in sorted({n for d in by_impl.values() for n in d}):
             ref_t = by_impl[ref].get(n) if ref else None
             row = [str(n)]
             for impl in impls:
                 t = by_impl[impl].get(n)
                 cell = _fmt_t(t)
-                if ref and impl != ref and t is not None and ref_t is not None:
-                    ratio = t / ref_t
-                    cell += f" ({ratio:.2g}x)"
-                    if ratio < 1:
+                if ref and not _is_treeiso(impl) and t is not None and ref_t is not None:
+                    ratio = ref_t / t
+                    cell += f" ({ratio:.2g})"
+                    if ratio > 1:
                         losses.append((case, n, impl, ratio))
+                    else:
+                        wins += 1
                 row.append(cell)
             body.append(row)
-        lines += _table(header, body)
+        lines += _table(["n", *impls], body)
 
-    if any(_reference_impl(sorted(b)) for b in cases.values()):
-        lines += ["The number in brackets is the time of that implementation divided "
-                  "by treeiso's at the same n: above 1, treeiso is faster.", ""]
+    if losses or wins:
+        lines += ["In brackets: treeiso's time divided by the peer's, at the same n and in the "
+                  "same run. Below 1 treeiso is faster; above 1 it is slower.", ""]
         if losses:
-            lines += ["Where treeiso loses (a peer is faster):", ""]
-            for case, n, impl, ratio in sorted(losses):
-                lines.append(f"- {case}, n = {n}: {impl} takes {ratio:.2g}x treeiso's time.")
+            lines += [f"**Where treeiso loses** ({len(losses)} of {len(losses) + wins} "
+                      "comparisons):", ""]
+            for case, n, impl, ratio in sorted(losses, key=lambda x: (x[0], x[2], x[1])):
+                lines.append(f"- {case}, n = {n}: {impl} is {ratio:.2g}x faster.")
             lines.append("")
         else:
-            lines += ["In these measurements no peer was faster than treeiso.", ""]
+            lines += [f"treeiso was the fastest in all {wins} comparisons with a peer.", ""]
+    other = {k: v for k, v in scalars.items() if not isinstance(v, str) or len(v) < 80}
+    if other:
+        lines += ["Other numbers in the file:", ""]
+        lines += [f"- {k}: ``{_plain(v)}``" for k, v in other.items()]
+        lines.append("")
     return lines
 
 
