@@ -36,7 +36,7 @@ CONSTRUCTOR_ERRORS = [
     (lambda: treeiso.Tree.from_edges([(0, 1, 2)]), ValueError, r"shape \(m, 2\)"),
     (lambda: treeiso.Tree.from_edges([(0, 5)], n=3), ValueError, r"in \[0, 3\)"),
     (lambda: treeiso.Tree.chain(-1), ValueError, "non-negative"),
-    (lambda: treeiso.Tree.chain(2.5), TypeError, ""),
+    (lambda: treeiso.Tree.chain(2.5), TypeError, "integer"),
     (lambda: treeiso.Tree.star(3, center=3), ValueError, "center"),
     (lambda: treeiso.Tree.broom(4, [1, 1]), ValueError, "distinct"),
     (lambda: treeiso.Tree.broom(4, []), ValueError, "at least one"),

@@ -9,7 +9,7 @@ import treeiso
 from naive import brute_force_fit, component_roots, connected_blocks_ok, is_feasible
 from strategies import problems
 
-IRT = ("irt-leftist", "irt-binomial")
+IRT = ("irt-pairing", "irt-leftist", "irt-binomial")
 
 
 def methods_for(tree):

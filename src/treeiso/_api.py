@@ -15,10 +15,17 @@ from ._validation import (
 
 __all__ = ["fit", "FitResult"]
 
-METHODS = ("auto", "pav", "star", "broom", "irt", "irt-leftist", "irt-binomial")
+METHODS = ("auto", "pav", "star", "broom", "irt", "irt-pairing", "irt-leftist",
+           "irt-binomial")
 BACKENDS = ("auto", "numba", "scipy", "torch")
-# The heap used by method="irt" (the faster one in benchmarks/bench_cpu.py).
-DEFAULT_HEAP = "irt-leftist"
+# The heap used by method="irt": pairing heaps were 3-10x faster than leftist
+# and binomial heaps in benchmarks/bench_cpu.py (see docs/benchmarks).
+DEFAULT_HEAP = "irt-pairing"
+_IRT_KERNELS = {
+    "irt-pairing": ("_irt_pairing", "irt_pairing_rows"),
+    "irt-leftist": ("_irt_leftist", "irt_leftist_rows"),
+    "irt-binomial": ("_irt_binomial", "irt_binomial_rows"),
+}
 
 
 class FitResult(NamedTuple):
@@ -32,6 +39,15 @@ class FitResult(NamedTuple):
         Same shape as ``x``: ``blocks[..., i]`` is the id of the top (closest
         to the root) node of the block that contains node ``i``. Nodes of one
         block share one fitted value, the weighted mean of their data.
+
+    Examples
+    --------
+    >>> import treeiso
+    >>> res = treeiso.fit([0.0, 1.0, 10.0], [-1, 0, 0], return_blocks=True)
+    >>> res.x
+    array([5., 1., 5.])
+    >>> res.blocks      # node 2 pooled with the root, node 1 alone
+    array([0, 1, 0])
     """
 
     x: object
@@ -64,13 +80,14 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         Positive finite weights ``w``, broadcastable to ``values``. Default 1.
     orientation : {"root_largest", "root_smallest"}, default="root_largest"
         Direction of the order constraints.
-    method : {"auto", "pav", "star", "broom", "irt", "irt-leftist", "irt-binomial"}, default="auto"
+    method : {"auto", "pav", "star", "broom", "irt", "irt-pairing", "irt-leftist", "irt-binomial"}, default="auto"
         ``"auto"`` picks from ``tree.kind``: pool-adjacent-violators for
         chains (O(n)), the closed form for stars (expected O(n)) and brooms
         (star-plus-edge trees), IRT-BIN (O(n log n)) otherwise. ``"irt"``
-        uses IRT-BIN with the default heap; ``"irt-leftist"`` and
-        ``"irt-binomial"`` choose the mergeable heap. IRT-BIN solves every
-        tree; the others need the matching shape.
+        is IRT-BIN with the default (pairing) heap; ``"irt-pairing"``,
+        ``"irt-leftist"`` and ``"irt-binomial"`` (the published variant)
+        choose the mergeable heap. IRT-BIN solves every tree; the others
+        need the matching shape.
     backend : {"auto", "numba", "scipy", "torch"}, default="auto"
         ``"auto"``: Numba kernels for NumPy input, the torch backend for
         tensors. ``"scipy"`` is the slow reference: a dense bounded
@@ -206,14 +223,12 @@ def fit_rows(y, w, tree, *, orientation="root_largest", method="auto",
                 np.ones((n_rows, n)) if w.shape[0] == 0 else np.ascontiguousarray(
                     np.broadcast_to(w, (n_rows, n))))
             x = broom_rows(y, w_full, labels)
-        elif method == "irt-leftist":
-            from ._irt_leftist import irt_leftist_rows
-
-            irt_leftist_rows(y, w, tree.order, tree.parent_pos, x, blocks, return_blocks)
         else:
-            from ._irt_binomial import irt_binomial_rows
+            import importlib
 
-            irt_binomial_rows(y, w, tree.order, tree.parent_pos, x, blocks, return_blocks)
+            module, name = _IRT_KERNELS[method]
+            kernel = getattr(importlib.import_module(f"{__package__}.{module}"), name)
+            kernel(y, w, tree.order, tree.parent_pos, x, blocks, return_blocks)
     if orientation == "root_smallest":
         np.negative(x, out=x)
     return x, (blocks if return_blocks else None)

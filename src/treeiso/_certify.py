@@ -41,6 +41,13 @@ class Certificate:
         ``0.5 * sum w (x - x*)**2 <= gap``.
     optimal_rows : ndarray of bool
         Shape ``values.shape[:-1]``: the verdict for each row.
+
+    Examples
+    --------
+    >>> import treeiso
+    >>> cert = treeiso.certify([2.0, 0.0], [-1, 0], [1.0, 1.0])
+    >>> cert.optimal, cert.dual_sign > 1    # pooling two ordered nodes is wrong
+    (False, True)
     """
 
     optimal: bool
