@@ -68,6 +68,7 @@ REFERENCE = "treeiso"
 PRETTY = {
     "treeiso": "treeiso",
     "treeiso_with_tree": "treeiso, Tree() included",
+    "irt-pairing": "treeiso irt-pairing",
     "irt-leftist": "treeiso irt-leftist",
     "irt-binomial": "treeiso irt-binomial",
     "higra": "Higra",
