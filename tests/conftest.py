@@ -4,7 +4,7 @@ from hypothesis import HealthCheck, settings
 
 # "ci": fixed seed, bounded time; "dev": many more examples for local runs.
 settings.register_profile(
-    "ci", derandomize=True, deadline=None, max_examples=150, print_blob=True,
+    "ci", derandomize=True, deadline=None, max_examples=200, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile(

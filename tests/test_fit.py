@@ -49,7 +49,7 @@ def test_matches_scipy_reference(problem, orientation):
 
 
 @given(problems(max_n=200, max_rows=8), st.sampled_from(["root_largest", "root_smallest"]))
-@settings(max_examples=300)
+@settings(max_examples=600)
 def test_certified_and_methods_agree(problem, orientation):
     parent, y, w = problem
     tree = treeiso.Tree(parent)

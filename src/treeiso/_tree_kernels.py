@@ -24,7 +24,7 @@ def bfs_order(parent):
         if p >= 0:
             n_children[p] += 1
     # CSR layout of the children, by counting sort on the parent id.
-    start = np.empty(n + 1, dtype=np.int64)
+    start = np.empty(n + 1, dtype=idx_t)
     start[0] = 0
     for v in range(n):
         start[v + 1] = start[v] + n_children[v]
