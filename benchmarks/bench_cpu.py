@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-SHAPES = ("random", "caterpillar", "binary", "chain", "star")
+SHAPES = ("random", "caterpillar", "binary", "chain", "shuffled-chain", "star")
 
 
 def make_parent(shape, n, rng):
-    """A parent array with shuffled node labels (no topological order)."""
+    """A parent array; labels are shuffled (no topological order) except for
+    "chain", which is given in order as SciPy's PAVA gets it."""
     if shape == "random":                 # random recursive tree
         parent = (rng.random(n) * np.arange(n)).astype(np.int64)
     elif shape == "caterpillar":          # a spine of n/2 nodes, one leaf each
@@ -34,12 +35,14 @@ def make_parent(shape, n, rng):
         parent = np.concatenate([np.arange(-1, spine - 1), np.arange(n - spine)])
     elif shape == "binary":
         parent = (np.arange(n) - 1) // 2
-    elif shape == "chain":
+    elif shape in ("chain", "shuffled-chain"):
         parent = np.arange(-1, n - 1)
     elif shape == "star":
         parent = np.zeros(n, dtype=np.int64)
     parent = parent.astype(np.int64)
     parent[0] = -1
+    if shape == "chain":
+        return parent
     perm = rng.permutation(n)             # node i is called perm[i]
     out = np.empty(n, dtype=np.int64)
     out[perm] = np.where(parent >= 0, perm[np.maximum(parent, 0)], -1)
@@ -172,7 +175,7 @@ def main(argv=None):
                 x_h = hg.tree_monotonic_regression(htree, y_h, "least_square")
                 row["max_abs_diff_higra"] = float(np.abs(x_h - x[new_order]).max())
                 row["ratio_higra"] = row["treeiso_s"] / row["higra_s"]
-            if shape == "chain":
+            if tree.kind == "chain":
                 y_chain = np.ascontiguousarray(y[tree.handle])
                 row["scipy_s"] = median_time(
                     lambda: isotonic_regression(y_chain, increasing=False), args.repeats)

@@ -47,7 +47,13 @@ def first_bad(mask):
 
 
 def check_finite(arr, what):
-    if arr.dtype.kind == "f":
+    # One summation pass: NaN and inf propagate into the sum, so a finite sum
+    # proves every entry finite. Only then (or on overflow) look closer.
+    if arr.dtype.kind != "f":
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduce(arr, axis=None)
+    if not np.isfinite(total):
         bad = ~np.isfinite(arr)
         if bad.any():
             i = first_bad(bad)
