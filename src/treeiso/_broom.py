@@ -91,8 +91,13 @@ def _star(z, w, cs, wc, zb, wb):
 
 @njit(cache=True, nogil=True)
 def _broom_kernel(y, w, labels, x, top, want_top):
+    # y, x: (B, c) float32 or float64 (work is float64 either way); w: (B, c), or (0, c) for
+    # unit weights.
     n_rows, c = y.shape
     k_max = labels.shape[1]
+    unit = w.shape[0] == 0
+    ones = np.ones(c)
+    wrow = np.empty(c)
     zr = np.empty(c)  # the centred row, -inf on the handle
     zb = np.empty(c)  # star buffers
     wb = np.empty(c)
@@ -111,17 +116,23 @@ def _broom_kernel(y, w, labels, x, top, want_top):
         if kr == 0:
             continue
         last = labels[b, kr - 1]
-        sh = y[b, last]  # centre the row on the handle's last node (float32 callers, cancellation)
+        sh = np.float64(y[b, last])  # centre the row on the handle's last node (cancellation)
         for j in range(c):
-            zr[j] = y[b, j] - sh
+            zr[j] = np.float64(y[b, j]) - sh
+        if unit:
+            wr = ones
+        else:
+            for j in range(c):
+                wrow[j] = w[b, j]
+            wr = wrow
         for i in range(kr):
             zr[labels[b, i]] = -np.inf
         # SPEC 2: PAV down the handle, all but its last node; ties are not pooled.
         ns = 0
         for i in range(kr - 1):
             h = labels[b, i]
-            m = y[b, h] - sh
-            wt = w[b, h]
+            m = np.float64(y[b, h]) - sh
+            wt = wr[h]
             s = i
             while ns > 0 and st_m[ns - 1] < m:
                 ns -= 1
@@ -135,15 +146,15 @@ def _broom_kernel(y, w, labels, x, top, want_top):
             ns += 1
         # The last block: the handle's last node (y - sh = 0) plus absorbed leaves (star lemma).
         cs = 0.0
-        wc = w[b, last]
+        wc = wr[last]
         s_last = kr - 1
-        v = _star(zr, w[b], cs, wc, zb, wb)
+        v = _star(zr, wr, cs, wc, zb, wb)
         while ns > 0 and st_m[ns - 1] < v:  # pool the violator above; v can only go down
             ns -= 1
             cs += st_w[ns] * st_m[ns]
             wc += st_w[ns]
             s_last = st_s[ns]
-            v = _star(zr, w[b], cs, wc, zb, wb)
+            v = _star(zr, wr, cs, wc, zb, wb)
         # Write the handle's blocks, then the leaves: x_j = min(y_j, v), absorbed iff y_j - sh > v.
         for q in range(ns):
             end = st_s[q + 1] if q + 1 < ns else s_last
@@ -199,10 +210,14 @@ def broom_rows(y, w, labels):
     return x
 
 
-def broom_rows_blocks(y, w, labels, want_top=True):
-    """``broom_rows`` plus the blocks: top[b, j] is the root-most node of j's block."""
+def broom_rows_blocks(y, w, labels, want_top=True, out=None):
+    """``broom_rows`` plus the blocks: top[b, j] is the root-most node of j's block.
+
+    Also takes float32 ``y``/``w`` (the sums stay float64), ``w`` of shape (0, c) for unit
+    weights, and ``out``, an array like ``y`` to write ``x`` into.
+    """
     n_rows, c = y.shape
-    x = np.empty((n_rows, c), dtype=np.float64)
+    x = np.empty((n_rows, c), dtype=np.float64) if out is None else out
     top = np.empty((n_rows, c) if want_top else (0, 0), dtype=np.int64)
     if n_rows and c:
         _broom_kernel(y, w, labels, x, top, want_top)

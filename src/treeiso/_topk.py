@@ -46,7 +46,7 @@ def fit_topk(values, labels, weights=None):
     ordinary data. Torch input runs on the tensor's device (CPU: the same kernel; CUDA:
     batched torch ops, no host loop over rows) and is differentiable in ``values`` and
     ``weights``: the gradient averages over the blocks of the fit (SPEC section 5).
-    Work is done in float64 on the CPU; on other devices float32 rows are centred first.
+    Rows are centred on their last label first; on the CPU the sums are float64 for any dtype.
 
     Examples
     --------
@@ -88,9 +88,10 @@ def fit_topk(values, labels, weights=None):
             raise ValueError(f"labels must be class indices in [0, {c}) or -1 (padding), "
                              f"got {lo if lo < -1 else hi}")
     n_rows = int(np.prod(lead, dtype=np.int64))
-    y2 = np.ascontiguousarray(y.reshape(n_rows, c), dtype=np.float64)
+    work = np.float32 if y.dtype == np.float32 else np.float64  # the kernel sums in float64
+    y2 = np.ascontiguousarray(y.reshape(n_rows, c), dtype=work)
     if weights is None:
-        w2 = np.ones_like(y2)
+        w2 = np.empty((0, c), dtype=work)  # unit weights
     else:
         w = as_real_array(weights, "weights")
         try:
@@ -101,11 +102,11 @@ def fit_topk(values, labels, weights=None):
         check_finite(w, "weights")
         if w.size and not (w > 0).all():
             raise ValueError("weights must be > 0")
-        w2 = np.ascontiguousarray(w.reshape(n_rows, c), dtype=np.float64)
+        w2 = np.ascontiguousarray(w.reshape(n_rows, c), dtype=work)
     lab2 = compact_labels(lab.reshape(n_rows, lab.shape[-1]))
-    from ._broom import broom_rows
+    from ._broom import broom_rows_blocks
 
-    x = broom_rows(y2, w2, lab2)
+    x, _ = broom_rows_blocks(y2, w2, lab2, want_top=False, out=np.empty_like(y2))
     return x.reshape(y.shape).astype(out_dtype, copy=False)
 
 

@@ -28,6 +28,8 @@ from ._validation import check_orientation
 _CHAIN_ROUNDS = 64
 # Fixed-point rounds of the native broom before falling back to the host kernel.
 _BROOM_ROUNDS = 64
+# How the native broom finds the last block's value: "fixed_point" (masked sums) or "sort".
+_BROOM_STRATEGY = "fixed_point"
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -126,7 +128,8 @@ def _chain_op(y: Tensor, w: Tensor | None, native: bool) -> tuple[Tensor, Tensor
 
 
 # ----------------------------------------------------------------------------- broom
-def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor) -> tuple[Tensor, Tensor]:
+def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor, strategy: str | None = None
+                  ) -> tuple[Tensor, Tensor]:
     """Broom fit of every row with torch ops only (SPEC 3 via the fixed point of _broom).
 
     ``lab`` (B, K) int64: handles, deduplicated, ``-1`` padding at the end of each row.
@@ -134,7 +137,12 @@ def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor) -> tuple[Tensor, Ten
     the handle's PAV with the last node augmented by ``A`` (the minimum over ``s`` of the
     augmented suffix means); from below, ``v`` rises, ``A`` shrinks and the fixed point is
     exact. Then the handle's values by the min-max formula x_i = min_{s<=i} max_{t>=i} A(s, t).
+
+    ``strategy="sort"`` finds the same ``v`` as SPEC 3 writes it: one sort of the leaves,
+    prefix sums, ``v = min_s max_k (C_s + S_k) / (W_s + L_k)``. ``_BROOM_STRATEGY`` holds
+    the faster of the two (benchmarks/bench_torch.py measures both).
     """
+    strategy = strategy or _BROOM_STRATEGY
     n_rows, c = y.shape
     k = lab.shape[1]
     dev = y.device
@@ -151,7 +159,8 @@ def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor) -> tuple[Tensor, Ten
     hmask = hmask[:, :c]
     neg_inf = torch.tensor(float("-inf"), dtype=z.dtype, device=dev)
     zl = torch.where(hmask, neg_inf, z)  # leaves only
-    wzl = torch.where(hmask, 0.0, wt * z)
+    # [w z, w] on the leaves: a masked sum of both is one batched mat-vec per round.
+    wz2 = torch.stack([wt * z, wt], -1).masked_fill_(hmask.unsqueeze(-1), 0.0)
     # Handle prefix sums (centred), zero weight on padding.
     zh = z.gather(-1, labc)
     whh = torch.where(valid, wt.gather(-1, labc), 0.0)
@@ -168,19 +177,31 @@ def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor) -> tuple[Tensor, Ten
     def last_value(sa, wa):
         return torch.where(smask, (cs + sa) / (ws + wa), inf).amin(-1, keepdim=True)
 
-    zcol = torch.zeros_like(sh)
-    v = last_value(zcol, zcol)
-    for _ in range(_BROOM_ROUNDS):
-        a = zl > v
-        sa = torch.where(a, wzl, 0.0).sum(-1, keepdim=True)
-        wa = torch.where(a, wt, 0.0).sum(-1, keepdim=True)
-        vn = last_value(sa, wa)
-        if torch.equal(vn, v):
-            break
-        v = vn
-    else:  # pragma: no cover - adversarial data only
-        x, top = _broom_host(y, w, lab)
-        return x, top
+    if strategy == "sort":
+        zs, idx = torch.sort(zl, -1, descending=True)
+        pre = torch.cat([torch.zeros_like(wz2[:, :1]),
+                         wz2.gather(1, idx.unsqueeze(-1).expand(-1, -1, 2)).cumsum(1)], 1)
+        num = cs.unsqueeze(-1) + pre[:, None, :, 0]  # [b, s, k]
+        den = ws.unsqueeze(-1) + pre[:, None, :, 1]
+        m_s = (num / den).amax(-1)
+        v = torch.where(smask, m_s, inf).amin(-1, keepdim=True)
+        n_abs = (zl > v).sum(-1, keepdim=True)
+        sums = pre.gather(1, n_abs.unsqueeze(-1).expand(-1, -1, 2)).squeeze(1)
+        sa, wa = sums[:, :1], sums[:, 1:]
+        v = last_value(sa, wa)
+    else:
+        zcol = torch.zeros_like(sh)
+        v = last_value(zcol, zcol)
+        for _ in range(_BROOM_ROUNDS):
+            a = (zl > v).to(z.dtype).unsqueeze(1)  # A = {z > v}, as 0/1
+            sums = torch.bmm(a, wz2).squeeze(1)
+            sa, wa = sums[:, :1], sums[:, 1:]
+            vn = last_value(sa, wa)
+            if torch.equal(vn, v):
+                break
+            v = vn
+        else:  # pragma: no cover - adversarial data only
+            return _broom_native(y, w, lab, "sort")
     # Handle values: means A(s, t) with the last node augmented by the absorbed leaves.
     ar = torch.arange(k, device=dev)
     is_last = (ar.unsqueeze(0) == (kr - 1).unsqueeze(-1)).to(z.dtype)  # (B, K) over t
@@ -207,14 +228,16 @@ def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor) -> tuple[Tensor, Ten
 
 
 def _broom_host(y: Tensor, w: Tensor | None, lab: Tensor) -> tuple[Tensor, Tensor]:
+    """The Numba kernel on host copies (none for contiguous CPU float32/float64 tensors)."""
     from ._broom import broom_rows_blocks
 
-    y64 = _to_np64(y)
-    w64 = np.ones_like(y64) if w is None else _to_np64(w)
-    lab64 = np.ascontiguousarray(lab.detach().to("cpu", torch.int64).numpy())
-    x, top = broom_rows_blocks(y64, w64, lab64)
-    return (torch.from_numpy(x).to(y.device, y.dtype),
-            torch.from_numpy(top).to(y.device))
+    yc = y.detach().to("cpu").contiguous()
+    wc = (torch.empty((0, y.shape[1]), dtype=y.dtype) if w is None
+          else w.detach().to("cpu", y.dtype).contiguous())
+    labc = lab.detach().to("cpu", torch.int64).contiguous()
+    x = torch.empty_like(yc)
+    _, top = broom_rows_blocks(yc.numpy(), wc.numpy(), labc.numpy(), out=x.numpy())
+    return x.to(y.device), torch.from_numpy(top).to(y.device)
 
 
 @torch.library.custom_op("treeiso::broom", mutates_args=())
