@@ -72,7 +72,7 @@ def test_batched_chains_against_core(native):
                         np.cumsum(rng.normal(size=(10, 50)), 1)])
     w = rng.integers(1, 5, size=y.shape).astype(float)
     ref = treeiso.fit(y, treeiso.Tree.chain(50), w, return_blocks=True)
-    x, top = tb._chain_op(torch.tensor(y), torch.tensor(w), native)
+    x, top = tb._chain_op(torch.tensor(y), torch.tensor(w), torch.arange(50), native)
     np.testing.assert_allclose(x.numpy(), ref.x, rtol=1e-12, atol=1e-12)
     assert np.array_equal(top.numpy(), ref.blocks)
 
@@ -83,7 +83,7 @@ def test_native_chain_hands_long_cascades_to_host():
     y = np.r_[np.arange(n - 1, 0, -1.0), 10.0 * n][None]
     y = np.concatenate([y, np.zeros_like(y)])
     ref = treeiso.fit(y, treeiso.Tree.chain(n))
-    x, _ = tb._chain_op(torch.tensor(y), None, True)
+    x, _ = tb._chain_op(torch.tensor(y), None, torch.arange(n), True)
     np.testing.assert_allclose(x.numpy(), ref, rtol=1e-12)
 
 
@@ -155,7 +155,8 @@ def test_opcheck(device):
     parent = torch.tensor([-1, 0, 0, 1, 1, 2])
     for native in (False, True):
         torch.library.opcheck(tb._broom_op, (y, w, lab, native))
-        torch.library.opcheck(tb._chain_op, (y, None, native))
+        torch.library.opcheck(tb._chain_op, (y, None, torch.tensor([2, 0, 1, 5, 4, 3]), native))
+        torch.library.opcheck(tb._chain_op, (y, w, torch.arange(6), native))
     torch.library.opcheck(tb._tree_op, (y, w, parent, "irt"))
 
 

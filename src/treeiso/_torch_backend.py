@@ -93,7 +93,7 @@ def _chain_native(y: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor]:
         me = s.gather(-1, ids) / ws.gather(-1, ids)
         bad = (starts[:, 1:] & (me[:, :-1] < me[:, 1:])).any(-1)
         rows = bad.nonzero().squeeze(-1)
-        xh, th = _chain_host(y[rows], None if w is None else w[rows])
+        xh, th = _chain_host(y[rows], None if w is None else w[rows])  # positions = ids here
         x = me + sh
         top = torch.cummax(torch.where(starts, torch.arange(n, device=y.device), 0), -1).values
         x[rows] = xh
@@ -103,28 +103,41 @@ def _chain_native(y: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor]:
     return me + sh, top
 
 
-def _chain_host(y: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor]:
+def _chain_host(y: Tensor, w: Tensor | None, order: Tensor | None = None
+                ) -> tuple[Tensor, Tensor]:
+    """The Numba PAV kernel on host copies (none for contiguous CPU float32/float64)."""
     from ._pav import pav_rows
 
-    y64 = _to_np64(y)
-    w64 = np.empty((0, y64.shape[1])) if w is None else _to_np64(w)
-    x = np.empty_like(y64)
-    top = np.empty(y64.shape, dtype=np.int64)
-    if y64.size:
-        pav_rows(y64, w64, np.arange(y64.shape[1], dtype=np.int64), x, top, True)
-    return (torch.from_numpy(x).to(y.device, y.dtype),
-            torch.from_numpy(top).to(y.device))
+    yc = y.detach().to("cpu").contiguous()
+    wc = (torch.empty((0, y.shape[1]), dtype=y.dtype) if w is None
+          else w.detach().to("cpu", y.dtype).contiguous())
+    chain = (np.arange(yc.shape[1], dtype=np.int64) if order is None
+             else np.ascontiguousarray(order.detach().cpu().numpy(), dtype=np.int64))
+    x = torch.empty_like(yc)
+    top = torch.empty(yc.shape, dtype=torch.int64)
+    if yc.numel():
+        pav_rows(yc.numpy(), wc.numpy(), chain, x.numpy(), top.numpy(), True)
+    return x.to(y.device), top.to(y.device)
 
 
 @torch.library.custom_op("treeiso::chain", mutates_args=())
-def _chain_op(y: Tensor, w: Tensor | None, native: bool) -> tuple[Tensor, Tensor]:
+def _chain_op(y: Tensor, w: Tensor | None, order: Tensor, native: bool
+              ) -> tuple[Tensor, Tensor]:
+    """``x[order[0]] >= x[order[1]] >= ...`` per row; ``top`` holds node ids."""
     _check_finite(y, "values")
     _check_weights(w)
     if y.shape[-1] == 0:
         return y.clone(), torch.empty(y.shape, dtype=torch.int64, device=y.device)
-    if native or y.device.type != "cpu":
-        return _chain_native(y, w)
-    return _chain_host(y, w)
+    if not (native or y.device.type != "cpu"):
+        return _chain_host(y, w, order)
+    order = order.to(y.device)
+    xo, to = _chain_native(y[:, order].contiguous(),
+                           None if w is None else w[:, order].contiguous())
+    x = torch.empty_like(y)
+    top = torch.empty(y.shape, dtype=torch.int64, device=y.device)
+    x[:, order] = xo
+    top[:, order] = order[to]
+    return x, top
 
 
 # ----------------------------------------------------------------------------- broom
@@ -289,7 +302,7 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(y, w, x, top)
 
 
-for _op, _extra in ((_chain_op, 1), (_broom_op, 2), (_tree_op, 2)):
+for _op, _extra in ((_chain_op, 2), (_broom_op, 2), (_tree_op, 2)):
     _op.register_fake(_fake)
 
     def _bw(ctx, gx, gtop, _extra=_extra):
@@ -359,12 +372,8 @@ def fit_torch(values: Tensor, tree, weights=None, *, orientation="root_largest",
     kind = tree.kind
     native = values.device.type != "cpu"
     if method in ("auto", "pav", "star", "broom") and kind == "chain" and tree.n:
-        order = torch.as_tensor(np.asarray(tree.handle, dtype=np.int64), device=values.device)
-        inv = torch.empty_like(order)
-        inv[order] = torch.arange(tree.n, device=values.device)
-        xo, to = _chain_op(ys[:, order], None if w2 is None else w2[:, order], native)
-        x = xo[:, inv]
-        top = order[to][:, inv]
+        order = torch.as_tensor(np.asarray(tree.handle, dtype=np.int64))
+        x, top = _chain_op(ys, w2, order, native)
     elif method in ("auto", "star", "broom") and kind in ("star", "broom"):
         lab = torch.as_tensor(np.asarray(tree.handle, dtype=np.int64), device=values.device)
         x, top = _broom_op(ys, w2, lab.expand(ys.shape[0], -1).contiguous(), native)
