@@ -227,6 +227,7 @@ def test_mixed_array_libraries():
         treeiso.fit_topk(torch.ones(2, 3), torch.zeros(2, 1, dtype=torch.long), np.ones((2, 3)))
 
 
+@pytest.mark.cuda
 def test_mixed_devices_cuda():
     torch = _torch()
     if not torch.cuda.is_available():

@@ -10,7 +10,7 @@ __all__ = ["fit_topk"]
 
 
 def fit_topk(values, labels, weights=None):
-    r"""Isotonic regression of each row onto its label order: ``x[l0] >= ... >= x[l(k-1)] >=`` the rest.
+    r"""Isotonic regression of each row onto its label order (a broom tree per row).
 
     For every row ``b`` (all axes but the last), with ``l = labels[b]``, solves exactly
 
