@@ -152,7 +152,7 @@ def test_opcheck(device):
     y = torch.randn(3, 6, generator=g, dtype=torch.float64).to(device).requires_grad_()
     w = (torch.rand(3, 6, generator=g, dtype=torch.float64) + 0.5).to(device).requires_grad_()
     lab = torch.tensor([[0, 2], [1, -1], [5, 5]], device=device)
-    parent = torch.tensor([-1, 0, 0, 1, 1, 2])
+    parent = torch.tensor([-1, 0, 0, 1, 1, 2], device=device)
     for native in (False, True):
         torch.library.opcheck(tb._broom_op, (y, w, lab, native))
         torch.library.opcheck(tb._chain_op, (y, None, torch.tensor([2, 0, 1, 5, 4, 3]), native))
@@ -206,3 +206,48 @@ def test_errors():
 def test_mixed_devices_cuda():
     with pytest.raises(ValueError, match="cpu"):
         treeiso.fit(torch.ones(3, device="cuda"), treeiso.Tree.chain(3), torch.ones(3))
+
+
+def test_empty_and_broadcast_shapes():
+    assert treeiso.fit(torch.randn(0, 4), treeiso.Tree.chain(4)).shape == (0, 4)
+    assert treeiso.fit(torch.randn(3, 0), treeiso.Tree.chain(0)).shape == (3, 0)
+    assert treeiso.fit(torch.randn(0, 4), treeiso.Tree([-1, 0, -1, 2])).shape == (0, 4)
+    assert treeiso.fit_topk(torch.zeros(0, 5), torch.zeros(0, 2, dtype=torch.long)).shape == (0, 5)
+    y = torch.randn(3, 5)
+    assert torch.equal(treeiso.fit_topk(y, torch.zeros(3, 0, dtype=torch.long)), y)
+    x = treeiso.fit_topk(torch.randn(2, 3, 5, dtype=torch.float16), torch.tensor([4, 1]))
+    assert x.shape == (2, 3, 5) and x.dtype == torch.float16
+    xi = treeiso.fit_topk(torch.arange(5), torch.tensor([0]))
+    torch.testing.assert_close(xi, torch.tensor([7 / 3, 1, 2, 7 / 3, 7 / 3], dtype=torch.float64))
+
+
+def test_inputs_not_modified_and_noncontiguous():
+    y = torch.randn(6, 4).t()  # (4, 6), non-contiguous
+    y0 = y.clone()
+    w = torch.rand(4, 6) + 0.5
+    treeiso.fit(y, treeiso.Tree.chain(6), w)
+    treeiso.fit_topk(y, torch.tensor([2, 3]), w)
+    assert torch.equal(y, y0)
+    torch.testing.assert_close(treeiso.fit_topk(y, torch.tensor([2, 3]), w),
+                               treeiso.fit_topk(y.contiguous(), torch.tensor([2, 3]), w))
+
+
+try:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+except ImportError:  # pragma: no cover
+    given = None
+
+if given is not None:
+    @settings(max_examples=60)
+    @given(hnp.arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 12)),
+                      elements=st.sampled_from([-2.0, -0.5, 0.0, 0.5, 1.0, 3.0, 1e3])),
+           st.sampled_from(["one", "extreme"]))
+    def test_hypothesis_native_chains(y, wkind):
+        rng = np.random.default_rng(y.size)
+        w = (np.ones_like(y) if wkind == "one"
+             else rng.choice([1e-4, 1.0, 1e4], size=y.shape))
+        ref = treeiso.fit(y, treeiso.Tree.chain(y.shape[1]), w)
+        x, top = tb._chain_op(torch.tensor(y), torch.tensor(w), torch.arange(y.shape[1]), True)
+        np.testing.assert_allclose(x.numpy(), ref, rtol=1e-9, atol=1e-9 * np.abs(y).max())

@@ -172,8 +172,9 @@ def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor, strategy: str | None
     hmask = hmask[:, :c]
     neg_inf = torch.tensor(float("-inf"), dtype=z.dtype, device=dev)
     zl = torch.where(hmask, neg_inf, z)  # leaves only
-    # [w z, w] on the leaves: a masked sum of both is one batched mat-vec per round.
-    wz2 = torch.stack([wt * z, wt], -1).masked_fill_(hmask.unsqueeze(-1), 0.0)
+    # w z and w on the leaves (zero on the handle), for the masked sums.
+    wzl = (wt * z).masked_fill_(hmask, 0.0)
+    wl = wt.masked_fill(hmask, 0.0)
     # Handle prefix sums (centred), zero weight on padding.
     zh = z.gather(-1, labc)
     whh = torch.where(valid, wt.gather(-1, labc), 0.0)
@@ -192,6 +193,7 @@ def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor, strategy: str | None
 
     if strategy == "sort":
         zs, idx = torch.sort(zl, -1, descending=True)
+        wz2 = torch.stack([wzl, wl], -1)
         pre = torch.cat([torch.zeros_like(wz2[:, :1]),
                          wz2.gather(1, idx.unsqueeze(-1).expand(-1, -1, 2)).cumsum(1)], 1)
         num = cs.unsqueeze(-1) + pre[:, None, :, 0]  # [b, s, k]
@@ -206,9 +208,9 @@ def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor, strategy: str | None
         zcol = torch.zeros_like(sh)
         v = last_value(zcol, zcol)
         for _ in range(_BROOM_ROUNDS):
-            a = (zl > v).to(z.dtype).unsqueeze(1)  # A = {z > v}, as 0/1
-            sums = torch.bmm(a, wz2).squeeze(1)
-            sa, wa = sums[:, :1], sums[:, 1:]
+            a = (zl > v).to(z.dtype)  # A = {z > v}, as 0/1 (no matmul: TF32 would round)
+            sa = (a * wzl).sum(-1, keepdim=True)
+            wa = (a * wl).sum(-1, keepdim=True)
             vn = last_value(sa, wa)
             if torch.equal(vn, v):
                 break
@@ -344,8 +346,11 @@ def _prepare(values: Tensor, weights, what_n: int | None = None):
             raise ValueError(f"weights of shape {tuple(weights.shape)} do not broadcast "
                              f"to values of shape {tuple(values.shape)}") from None
     n = values.shape[-1]
-    y2 = y.reshape(-1, n).contiguous()
-    w2 = None if w is None else w.reshape(-1, n).contiguous()
+    n_rows = 1
+    for d in values.shape[:-1]:
+        n_rows *= d
+    y2 = y.reshape(n_rows, n).contiguous()
+    w2 = None if w is None else w.reshape(n_rows, n).contiguous()
     return y2, w2, out_dtype
 
 
@@ -379,7 +384,7 @@ def fit_torch(values: Tensor, tree, weights=None, *, orientation="root_largest",
         x, top = _broom_op(ys, w2, lab.expand(ys.shape[0], -1).contiguous(), native)
     else:
         parent = torch.as_tensor(np.asarray(tree.parent, dtype=np.int64))
-        x, top = _tree_op(ys, w2, parent, method)
+        x, top = _tree_op(ys, w2, parent.to(values.device), method)
     if sign < 0:
         x = -x
     x = x.reshape(values.shape).to(out_dtype)
@@ -424,6 +429,6 @@ def fit_topk_torch(values: Tensor, labels, weights=None) -> Tensor:
                          f"{tuple(values.shape)}: expected (..., k) with ... = "
                          f"{tuple(lead)}") from None
     y2, w2, out_dtype = _prepare(values, weights)
-    lab2 = lab.reshape(-1, lab.shape[-1]).contiguous()
+    lab2 = lab.reshape(y2.shape[0], lab.shape[-1]).contiguous()
     x, _ = _broom_op(y2, w2, lab2, values.device.type != "cpu")
     return x.reshape(values.shape).to(out_dtype)
