@@ -26,7 +26,11 @@ come in two layouts:
   ``library``, ``method``, ``solver``, ``name``) and a time (``median_s``,
   ``time_s``, ``seconds``, ``median``, ``time``).
 
-``device``, ``dtype``, ``batch``/``B`` become part of the family's title.
+``device`` and ``dtype`` become part of the family's title.  With a batch
+size (``B``, ``batch``), the x axis is the number of elements per call
+(rows x n) and the tables show "rows x n".  ``gpu_check.py``'s report (the
+benchmark nested under ``bench``) is read too, and a report with
+``skipped`` says why nothing was measured.
 Times of ``null`` (skipped, timed out) show as "--".  Ratios are treeiso's
 time divided by the peer's, as ``bench_cpu.py`` prints them: below 1 treeiso
 is faster, above 1 it loses.
@@ -37,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -50,8 +55,10 @@ OUT = DOCS / "generated" / "bench"
 SOURCES = {
     "cpu": ("CPU: treeiso (NumPy/Numba) against Higra and SciPy",
             "python benchmarks/bench_cpu.py"),
-    "torch": ("PyTorch: treeiso's torch backend against torchisotonic, CPU and CUDA",
+    "torch": ("PyTorch: fit_topk and batched chains (bench_torch.py)",
               "python benchmarks/bench_torch.py"),
+    "gpu": ("PyTorch on a CUDA device (gpu_check.py)",
+            "python benchmarks/gpu_check.py --out benchmarks/results/gpu.json"),
 }
 
 _LIST_KEYS = ("rows", "results", "records", "runs", "data", "measurements")
@@ -60,7 +67,8 @@ _N_KEYS = ("n", "size", "num_nodes", "nodes", "c", "classes")
 _IMPL_KEYS = ("impl", "implementation", "library", "lib", "method", "solver", "name")
 _TIME_KEYS = ("median_s", "time_s", "seconds", "median", "time", "t_median")
 _CASE_KEYS = ("case", "tree", "shape", "problem", "workload", "family", "task", "kind", "op")
-_EXTRA_KEYS = ("device", "dtype", "batch", "B", "rows", "orientation", "weights")
+_EXTRA_KEYS = ("device", "dtype", "orientation", "weights")
+_BATCH_KEYS = ("B", "batch", "n_rows")
 _UNITS = (("_s", 1.0), ("_ms", 1e-3), ("_us", 1e-6))
 
 REFERENCE = "treeiso"
@@ -75,7 +83,16 @@ PRETTY = {
     "scipy": "SciPy",
     "sklearn": "scikit-learn",
     "torchisotonic": "torchisotonic",
+    # bench_torch.py
+    "fit_topk": "treeiso fit_topk",
+    "native_fixed_point": "treeiso native broom, fixed point",
+    "native_sort": "treeiso native broom, sort",
+    "treeiso_native": "treeiso native chain",
+    "torch_sort": "torch.sort (one sort of the batch)",
+    "per_sample_loop": "per-sample loop (paper-style)",
 }
+#: which treeiso column the peers are compared with, first present wins
+REFERENCE_ORDER = ("treeiso", "treeiso fit_topk")
 
 
 # --------------------------------------------------------------------------- reading
@@ -92,6 +109,10 @@ def _records_and_meta(doc):
         return [r for r in doc if isinstance(r, dict)], {}, {}
     if not isinstance(doc, dict):
         raise ValueError("top level is neither a list nor an object")
+    if isinstance(doc.get("bench"), dict):  # gpu_check.py nests bench_torch.py's output
+        outer = {k: v for k, v in doc.items()
+                 if isinstance(v, (str, int, float)) and k in ("device", "torch", "started")}
+        doc = {**outer, **doc["bench"]}
     meta = {}
     for k in _META_KEYS:
         if k in doc:
@@ -99,6 +120,9 @@ def _records_and_meta(doc):
             break
     scalars = {k: v for k, v in doc.items()
                if k not in _META_KEYS and not isinstance(v, list)}
+    if not meta:  # no machine section: the top-level strings describe the run
+        meta = {k: v for k, v in scalars.items() if isinstance(v, str)}
+        scalars = {k: v for k, v in scalars.items() if k not in meta}
     for k in _LIST_KEYS:
         if isinstance(doc.get(k), list):
             return [r for r in doc[k] if isinstance(r, dict)], meta, scalars
@@ -160,14 +184,18 @@ def load(path: Path):
         except (TypeError, ValueError):
             continue
         case = _case_name(rec)
+        label = str(n)
+        _, batch = _first(rec, _BATCH_KEYS)
+        if isinstance(batch, int) and not isinstance(batch, bool) and batch > 0:
+            label, n = f"{batch} x {n}", batch * n  # x axis: elements per call
         _, impl = _first(rec, _IMPL_KEYS)
         time_key = next((k for k in _TIME_KEYS if k in rec), None)
         if impl is not None and time_key is not None:  # long layout
             rows.append({"case": case, "impl": PRETTY.get(str(impl), str(impl)), "n": n,
-                         "t": _seconds(rec[time_key])})
+                         "label": label, "t": _seconds(rec[time_key])})
             continue
         for name, t in _timing_columns(rec).items():
-            rows.append({"case": case, "impl": name, "n": n, "t": t})
+            rows.append({"case": case, "impl": name, "n": n, "label": label, "t": t})
     if not rows:
         raise ValueError("no record with a size and a time")
     return meta, scalars, rows
@@ -222,8 +250,9 @@ def _is_treeiso(impl):
 
 def _reference_impl(impls):
     """The treeiso implementation ratios are taken against."""
-    if REFERENCE in impls:
-        return REFERENCE
+    for name in REFERENCE_ORDER:
+        if name in impls:
+            return name
     for name in impls:
         if _is_treeiso(name) and "included" not in name:
             return name
@@ -237,7 +266,7 @@ def _ordered(impls):
     return ([ref] if ref else []) + mine + peers
 
 
-def _plot(cases, png, title):
+def _plot(cases, png, title, xlabel):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -258,7 +287,7 @@ def _plot(cases, png, title):
             ax.loglog(ns, ts, "-o" if _is_treeiso(impl) else "--s", ms=3.5,
                       lw=2.2 if ref else 1.2, label=impl)
         ax.set_title(case, fontsize=9)
-        ax.set_xlabel("n", fontsize=8)
+        ax.set_xlabel(xlabel, fontsize=8)
         ax.set_ylabel("median time (s)", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(True, which="major", alpha=0.3)
@@ -274,10 +303,16 @@ def render(name, path: Path, out: Path, plots=True):
     """reST text for one results file (the plot is written next to it)."""
     title, command = SOURCES.get(name, (name, ""))
     lines = [title, "-" * len(title), ""]
-    if command:
-        lines += [f"Regenerate with ``{command}`` (writes ``benchmarks/results/{name}.json``).", ""]
+    lines += [f"Source: ``benchmarks/results/{name}.json``"
+              + (f", written by ``{command}``." if command else "."), ""]
     if not path.exists():
         return lines + [f"*Not measured yet*: ``benchmarks/results/{name}.json`` is absent.", ""]
+    try:
+        skipped = json.loads(path.read_text()).get("skipped")
+    except (OSError, ValueError, AttributeError):
+        skipped = None
+    if skipped:
+        return lines + [f"*Not measured*: the run was skipped ({skipped}).", ""]
     try:
         meta, scalars, rows = load(path)
     except (OSError, ValueError) as err:  # json.JSONDecodeError is a ValueError
@@ -285,14 +320,18 @@ def render(name, path: Path, out: Path, plots=True):
 
     lines += _machine_lines(meta)
     cases = defaultdict(lambda: defaultdict(dict))
+    labels = {}
+    batched = any(r["label"] != str(r["n"]) for r in rows)
     for r in rows:
+        labels[r["n"]] = r["label"]
         prev = cases[r["case"]][r["impl"]].get(r["n"])
         if prev is None or (r["t"] is not None and r["t"] < prev):
             cases[r["case"]][r["impl"]][r["n"]] = r["t"]
 
     if plots:
         png = out / f"{name}.png"
-        _plot(cases, png, title)
+        _plot(cases, png, title, "elements per call (rows x n)" if batched
+              else "n (nodes per problem)")
         lines += [f".. image:: /generated/bench/{png.name}",
                   f"   :alt: median time against n, {name} benchmark", ""]
 
@@ -304,7 +343,7 @@ def render(name, path: Path, out: Path, plots=True):
         body = []
         for n in sorted({n for d in by_impl.values() for n in d}):
             ref_t = by_impl[ref].get(n) if ref else None
-            row = [str(n)]
+            row = [labels.get(n, str(n))]
             for impl in impls:
                 t = by_impl[impl].get(n)
                 cell = _fmt_t(t)
@@ -317,7 +356,7 @@ def render(name, path: Path, out: Path, plots=True):
                         wins += 1
                 row.append(cell)
             body.append(row)
-        lines += _table(["n", *impls], body)
+        lines += _table(["rows x n" if batched else "n", *impls], body)
 
     if losses or wins:
         lines += ["In brackets: treeiso's time divided by the peer's, at the same n and in the "
@@ -326,7 +365,9 @@ def render(name, path: Path, out: Path, plots=True):
             lines += [f"**Where treeiso loses** ({len(losses)} of {len(losses) + wins} "
                       "comparisons):", ""]
             for case, n, impl, ratio in sorted(losses, key=lambda x: (x[0], x[2], x[1])):
-                lines.append(f"- {case}, n = {n}: {impl} is {ratio:.2g}x faster.")
+                size = labels.get(n, str(n))
+                lines.append(f"- {case}, {'rows x n' if batched else 'n'} = {size}: "
+                             f"{impl} is {ratio:.2g}x faster.")
             lines.append("")
         else:
             lines += [f"treeiso was the fastest in all {wins} comparisons with a peer.", ""]
@@ -343,7 +384,10 @@ def generate(out: Path = OUT, results: Path = RESULTS, plots=True):
     out.mkdir(parents=True, exist_ok=True)
     names = list(SOURCES)
     if results.is_dir():
-        names += sorted(p.stem for p in results.glob("*.json") if p.stem not in SOURCES)
+        stems = {p.stem for p in results.glob("*.json")}
+        # gpu_check.py --out X.json also leaves X.bench.json, already inside X.json
+        names += sorted(st for st in stems if st not in SOURCES
+                        and not (st.endswith(".bench") and st[: -len(".bench")] in stems))
     written = []
     for name in names:
         text = "\n".join(render(name, results / f"{name}.json", out, plots=plots)) + "\n"
@@ -362,7 +406,9 @@ def generate(out: Path = OUT, results: Path = RESULTS, plots=True):
 
 
 def _on_builder_inited(app):
-    generate(Path(app.srcdir) / "generated" / "bench")
+    # TREEISO_BENCH_RESULTS points the docs at another results folder (for trying a run out)
+    results = Path(os.environ.get("TREEISO_BENCH_RESULTS", RESULTS))
+    generate(Path(app.srcdir) / "generated" / "bench", results)
 
 
 def setup(app):
