@@ -9,6 +9,8 @@ insert and delete-max are O(log n), all iterative.
 import numpy as np
 from numba import njit
 
+from ._irt_common import load_row, write_row
+
 
 @njit(cache=True, inline="always")
 def _merge_root_lists(a, b, degree, sibling):
@@ -105,7 +107,6 @@ def _delete(h, top, key, degree, child, sibling):
 def irt_binomial_rows(y, w, order, parent_pos, x, blocks, need_blocks):
     """IRT-BIN with binomial heaps; same contract as ``irt_leftist_rows``."""
     n_rows, n = y.shape
-    n_w = w.shape[0]
     idx_t = parent_pos.dtype.type
     mean = np.empty(n)
     weight = np.empty(n)
@@ -115,13 +116,7 @@ def irt_binomial_rows(y, w, order, parent_pos, x, blocks, need_blocks):
     degree = np.empty(n, dtype=np.uint8)
     merged = np.empty(n, dtype=np.bool_)
     for b in range(n_rows):
-        wr = 0 if n_w <= 1 else b
-        for i in range(n):
-            v = order[i]
-            mean[i] = y[b, v]
-            weight[i] = w[wr, v] if n_w > 0 else 1.0
-            heap[i] = -1
-            merged[i] = False
+        load_row(y, w, b, order, mean, weight, heap, merged)
         for v in range(n - 1, -1, -1):
             h = heap[v]
             while h >= 0:
@@ -141,14 +136,5 @@ def irt_binomial_rows(y, w, order, parent_pos, x, blocks, need_blocks):
                 sibling[v] = -1
                 degree[v] = 0
                 heap[p] = _meld(heap[p], v, mean, degree, child, sibling)
-        for i in range(n):
-            if merged[i]:
-                p = parent_pos[i]
-                mean[i] = mean[p]
-                heap[i] = heap[p]
-            else:
-                heap[i] = i
-            v = order[i]
-            x[b, v] = mean[i]
-            if need_blocks:
-                blocks[b, v] = order[heap[i]]
+        # The heaps are spent: ``heap`` now receives each position's block top.
+        write_row(b, order, parent_pos, mean, heap, merged, x, blocks, need_blocks)

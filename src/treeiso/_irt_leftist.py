@@ -13,6 +13,8 @@ and melded iteratively along the right spines, whose length is at most
 import numpy as np
 from numba import njit
 
+from ._irt_common import load_row, write_row
+
 # Right spines of two leftist heaps of < 2**63 nodes sum to at most 126.
 _SPINE = 128
 
@@ -70,7 +72,6 @@ def irt_leftist_rows(y, w, order, parent_pos, x, blocks, need_blocks):
     (B, n) output (the top node of each node's block).
     """
     n_rows, n = y.shape
-    n_w = w.shape[0]
     idx_t = parent_pos.dtype.type
     mean = np.empty(n)
     weight = np.empty(n)
@@ -81,13 +82,7 @@ def irt_leftist_rows(y, w, order, parent_pos, x, blocks, need_blocks):
     merged = np.empty(n, dtype=np.bool_)
     stack = np.empty(_SPINE, dtype=np.int64)
     for b in range(n_rows):
-        wr = 0 if n_w <= 1 else b
-        for i in range(n):
-            v = order[i]
-            mean[i] = y[b, v]
-            weight[i] = w[wr, v] if n_w > 0 else 1.0
-            heap[i] = -1
-            merged[i] = False
+        load_row(y, w, b, order, mean, weight, heap, merged)
         for v in range(n - 1, -1, -1):          # children before parents
             h = heap[v]
             # Absorb lower blocks, largest mean first, while they violate.
@@ -107,16 +102,5 @@ def irt_leftist_rows(y, w, order, parent_pos, x, blocks, need_blocks):
                 right[v] = -1
                 rank[v] = 1
                 heap[p] = _meld(heap[p], v, mean, left, right, rank, stack)
-        # Parents before children: a merged node takes its parent's block.
-        # ``heap`` is reused to hold each position's block top.
-        for i in range(n):
-            if merged[i]:
-                p = parent_pos[i]
-                mean[i] = mean[p]
-                heap[i] = heap[p]
-            else:
-                heap[i] = i
-            v = order[i]
-            x[b, v] = mean[i]
-            if need_blocks:
-                blocks[b, v] = order[heap[i]]
+        # The heaps are spent: ``heap`` now receives each position's block top.
+        write_row(b, order, parent_pos, mean, heap, merged, x, blocks, need_blocks)

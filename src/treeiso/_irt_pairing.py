@@ -11,6 +11,8 @@ every node once but deletes only when blocks merge, which suits pairing heaps.
 import numpy as np
 from numba import njit
 
+from ._irt_common import load_row, write_row
+
 
 @njit(cache=True, inline="always")
 def _link(a, b, key, child, sibling):
@@ -68,7 +70,6 @@ def _pop(h, key, child, sibling):
 def irt_pairing_rows(y, w, order, parent_pos, x, blocks, need_blocks):
     """IRT-BIN with pairing heaps; same contract as ``irt_leftist_rows``."""
     n_rows, n = y.shape
-    n_w = w.shape[0]
     idx_t = parent_pos.dtype.type
     mean = np.empty(n)
     weight = np.empty(n)
@@ -77,13 +78,7 @@ def irt_pairing_rows(y, w, order, parent_pos, x, blocks, need_blocks):
     sibling = np.empty(n, dtype=idx_t)
     merged = np.empty(n, dtype=np.bool_)
     for b in range(n_rows):
-        wr = 0 if n_w <= 1 else b
-        for i in range(n):
-            v = order[i]
-            mean[i] = y[b, v]
-            weight[i] = w[wr, v] if n_w > 0 else 1.0
-            heap[i] = -1
-            merged[i] = False
+        load_row(y, w, b, order, mean, weight, heap, merged)
         for v in range(n - 1, -1, -1):          # children before parents
             h = heap[v]
             # Absorb lower blocks, largest mean first, while they violate.
@@ -103,14 +98,5 @@ def irt_pairing_rows(y, w, order, parent_pos, x, blocks, need_blocks):
                 sibling[v] = -1
                 heap[p] = _meld(heap[p], v, mean, child, sibling)
         # Parents before children: a merged node takes its parent's block.
-        for i in range(n):
-            if merged[i]:
-                p = parent_pos[i]
-                mean[i] = mean[p]
-                heap[i] = heap[p]
-            else:
-                heap[i] = i
-            v = order[i]
-            x[b, v] = mean[i]
-            if need_blocks:
-                blocks[b, v] = order[heap[i]]
+        # The heaps are spent: ``heap`` now receives each position's block top.
+        write_row(b, order, parent_pos, mean, heap, merged, x, blocks, need_blocks)
