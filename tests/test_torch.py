@@ -77,9 +77,11 @@ def test_batched_chains_against_core(native):
     assert np.array_equal(top.numpy(), ref.blocks)
 
 
-def test_native_chain_hands_long_cascades_to_host():
+def test_native_chain_hands_long_cascades_to_host(monkeypatch):
     # Each round of parallel pooling absorbs one block: more rounds than allowed.
-    n = tb._CHAIN_ROUNDS + 40
+    n = 200
+    monkeypatch.setattr(tb, "_CHAIN_ROUNDS", 20)
+    monkeypatch.setattr(tb, "_CHAIN_ROUNDS_PER_BIT", 1)
     y = np.r_[np.arange(n - 1, 0, -1.0), 10.0 * n][None]
     y = np.concatenate([y, np.zeros_like(y)])
     ref = treeiso.fit(y, treeiso.Tree.chain(n))
