@@ -188,6 +188,8 @@ def test_hypothesis_torch_matches_numpy(case):
 # ----------------------------------------------------------------------------- bad input
 BAD = [
     (dict(values=[[1.0, np.nan]], labels=[[0]]), ValueError, "NaN"),
+    (dict(values=[[np.nan, 1.0]], labels=[[-1]]), ValueError, "NaN"),
+    (dict(values=[[1.0, -np.inf]], labels=[[1]]), ValueError, "infinite"),
     (dict(values=[[1.0, 2.0]], labels=[[2]]), ValueError, "labels must be class indices"),
     (dict(values=[[1.0, 2.0]], labels=[[-2]]), ValueError, "labels must be class indices"),
     (dict(values=[[1.0, 2.0]], labels=[[0.0]]), TypeError, "labels must be integers"),

@@ -46,7 +46,7 @@ def _star_sorted(z, w, cs, wc):
 
 
 @njit(cache=True, nogil=True)
-def _star(z, w, cs, wc, zb, wb):
+def _star(z, w, unit, cs, wc, zb, wb):
     """Root v of wc (v - cs/wc) = sum_j w_j (z_j - v)_+ (handle nodes have z = -inf).
 
     One pass over the row collects A1 = {z > f(0)}; later sets only shrink (v rises), so
@@ -58,15 +58,25 @@ def _star(z, w, cs, wc, zb, wb):
     s = cs
     tw = wc
     na = 0
-    for j in range(c):
-        zj = z[j]
-        wj = w[j]
-        zb[na] = zj
-        wb[na] = wj
-        f = zj > v
-        s += wj * zj if f else 0.0
-        tw += wj if f else 0.0
-        na += 1 if f else 0
+    if unit:  # no weights to read or carry
+        for j in range(c):
+            zj = z[j]
+            zb[na] = zj
+            wb[na] = 1.0
+            f = zj > v
+            s += zj if f else 0.0
+            na += 1 if f else 0
+        tw += na
+    else:
+        for j in range(c):
+            zj = z[j]
+            wj = w[j]
+            zb[na] = zj
+            wb[na] = wj
+            f = zj > v
+            s += wj * zj if f else 0.0
+            tw += wj if f else 0.0
+            na += 1 if f else 0
     vn = s / tw
     for _ in range(_MAX_ITER):
         if vn == v:  # A = {z > v} reproduced: the fixed point, exactly
@@ -104,21 +114,27 @@ def _broom_kernel(y, w, labels, x, top, want_top):
     st_m = np.empty(k_max + 1)  # PAV stack: block mean (centred), weight, first handle position
     st_w = np.empty(k_max + 1)
     st_s = np.empty(k_max + 1, np.int64)
+    finite = True
     for b in range(n_rows):
         kr = 0
         while kr < k_max and labels[b, kr] >= 0:
             kr += 1
-        for j in range(c):
-            x[b, j] = y[b, j]
         if want_top:
             for j in range(c):
                 top[b, j] = j
         if kr == 0:
+            for j in range(c):
+                x[b, j] = y[b, j]
+                finite &= np.isfinite(y[b, j])  # NaN != NaN: all comparisons fail
             continue
         last = labels[b, kr - 1]
         sh = np.float64(y[b, last])  # centre the row on the handle's last node (cancellation)
+        acc = 0.0
         for j in range(c):
-            zr[j] = np.float64(y[b, j]) - sh
+            zj = np.float64(y[b, j]) - sh
+            zr[j] = zj
+            acc += zj * 0.0  # stays 0 unless some zj is NaN or infinite
+        finite &= acc == 0.0
         if unit:
             wr = ones
         else:
@@ -148,14 +164,22 @@ def _broom_kernel(y, w, labels, x, top, want_top):
         cs = 0.0
         wc = wr[last]
         s_last = kr - 1
-        v = _star(zr, wr, cs, wc, zb, wb)
+        v = _star(zr, wr, unit, cs, wc, zb, wb)
         while ns > 0 and st_m[ns - 1] < v:  # pool the violator above; v can only go down
             ns -= 1
             cs += st_w[ns] * st_m[ns]
             wc += st_w[ns]
             s_last = st_s[ns]
-            v = _star(zr, wr, cs, wc, zb, wb)
-        # Write the handle's blocks, then the leaves: x_j = min(y_j, v), absorbed iff y_j - sh > v.
+            v = _star(zr, wr, unit, cs, wc, zb, wb)
+        # Write the leaves, x_j = min(y_j, v) (absorbed iff y_j - sh > v), then the handle.
+        xv = v + sh
+        t_last = labels[b, s_last]
+        for j in range(c):  # handle entries (zr = -inf) are overwritten just below
+            x[b, j] = xv if zr[j] > v else y[b, j]
+        if want_top:
+            for j in range(c):
+                if zr[j] > v:
+                    top[b, j] = t_last
         for q in range(ns):
             end = st_s[q + 1] if q + 1 < ns else s_last
             for i in range(st_s[q], end):
@@ -163,18 +187,12 @@ def _broom_kernel(y, w, labels, x, top, want_top):
                 x[b, h] = st_m[q] + sh
                 if want_top:
                     top[b, h] = labels[b, st_s[q]]
-        xv = v + sh
-        t_last = labels[b, s_last]
         for i in range(s_last, kr):
             h = labels[b, i]
             x[b, h] = xv
             if want_top:
                 top[b, h] = t_last
-        for j in range(c):
-            if zr[j] > v:
-                x[b, j] = xv
-                if want_top:
-                    top[b, j] = t_last
+    return finite
 
 
 def broom_rows(y, w, labels):
@@ -210,17 +228,21 @@ def broom_rows(y, w, labels):
     return x
 
 
-def broom_rows_blocks(y, w, labels, want_top=True, out=None):
+def broom_rows_blocks(y, w, labels, want_top=True, out=None, check_finite=False):
     """``broom_rows`` plus the blocks: top[b, j] is the root-most node of j's block.
 
     Also takes float32 ``y``/``w`` (the sums stay float64), ``w`` of shape (0, c) for unit
-    weights, and ``out``, an array like ``y`` to write ``x`` into.
+    weights, and ``out``, an array like ``y`` to write ``x`` into. ``check_finite``: raise
+    ValueError if ``y`` holds NaN or infinity (checked in the kernel's own pass).
     """
     n_rows, c = y.shape
     x = np.empty((n_rows, c), dtype=np.float64) if out is None else out
     top = np.empty((n_rows, c) if want_top else (0, 0), dtype=np.int64)
     if n_rows and c:
-        _broom_kernel(y, w, labels, x, top, want_top)
+        finite = _broom_kernel(y, w, labels, x, top, want_top)
+        if check_finite and not finite:
+            kind = "a NaN" if np.isnan(y).any() else "an infinite"
+            raise ValueError(f"values contains {kind} value")
     elif want_top:
         top[...] = np.arange(c)
     return x, (top if want_top else None)

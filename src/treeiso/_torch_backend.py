@@ -37,8 +37,8 @@ _BROOM_STRATEGY = "fixed_point"
 # ----------------------------------------------------------------------------- helpers
 def _check_finite(t: Tensor, what: str) -> None:
     if t.numel() and not bool(torch.isfinite(t).all()):
-        kind = "NaN" if bool(torch.isnan(t).any()) else "infinite"
-        raise ValueError(f"{what} contains a {kind} value")
+        kind = "a NaN" if bool(torch.isnan(t).any()) else "an infinite"
+        raise ValueError(f"{what} contains {kind} value")
 
 
 def _check_weights(w: Tensor | None) -> None:
@@ -253,14 +253,17 @@ def _broom_host(y: Tensor, w: Tensor | None, lab: Tensor) -> tuple[Tensor, Tenso
           else w.detach().to("cpu", y.dtype).contiguous())
     labc = lab.detach().to("cpu", torch.int64).contiguous()
     x = torch.empty_like(yc)
-    _, top = broom_rows_blocks(yc.numpy(), wc.numpy(), labc.numpy(), out=x.numpy())
+    _, top = broom_rows_blocks(yc.numpy(), wc.numpy(), labc.numpy(), out=x.numpy(),
+                               check_finite=True)
     return x.to(y.device), torch.from_numpy(top).to(y.device)
 
 
 @torch.library.custom_op("treeiso::broom", mutates_args=())
 def _broom_op(y: Tensor, w: Tensor | None, labels: Tensor, native: bool
               ) -> tuple[Tensor, Tensor]:
-    _check_finite(y, "values")
+    native = native or y.device.type != "cpu"
+    if native:
+        _check_finite(y, "values")  # the host kernel checks in its own pass
     _check_weights(w)
     c = y.shape[-1]
     if labels.numel():
@@ -272,7 +275,7 @@ def _broom_op(y: Tensor, w: Tensor | None, labels: Tensor, native: bool
     if y.numel() == 0:
         return y.clone(), torch.zeros(y.shape, dtype=torch.int64, device=y.device)
     labels = _compact_labels(labels)
-    if native or y.device.type != "cpu":
+    if native:
         return _broom_native(y, w, labels)
     return _broom_host(y, w, labels)
 
