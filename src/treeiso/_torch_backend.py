@@ -36,7 +36,9 @@ _BROOM_STRATEGY = "fixed_point"
 
 # ----------------------------------------------------------------------------- helpers
 def _check_finite(t: Tensor, what: str) -> None:
-    if t.numel() and not bool(torch.isfinite(t).all()):
+    # A finite sum means every entry is finite (NaN and inf propagate); only when the sum is
+    # not finite (perhaps an overflow) look entry by entry.
+    if t.numel() and not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
         kind = "a NaN" if bool(torch.isnan(t).any()) else "an infinite"
         raise ValueError(f"{what} contains {kind} value")
 
@@ -45,7 +47,7 @@ def _check_weights(w: Tensor | None) -> None:
     if w is None:
         return
     _check_finite(w, "weights")
-    if w.numel() and not bool((w > 0).all()):
+    if w.numel() and not bool(w.amin() > 0):
         raise ValueError("weights must be > 0")
 
 
