@@ -26,6 +26,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--budget", type=float, default=280.0, help="seconds for everything")
+    ap.add_argument("--skip-chains", action="store_true",
+                    help="no chain timings (torchisotonic builds its CUDA kernels first)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +66,8 @@ def main(argv=None):
     bench_json = out.with_name(out.stem + ".bench.json")
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_torch.py"), "--device", "cuda",
            "--quick", "--repeats", "5", "--out", str(bench_json)]
+    if args.skip_chains:
+        cmd.append("--skip-chains")
     try:
         remaining = args.budget - (time.perf_counter() - t0) - 5
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
