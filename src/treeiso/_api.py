@@ -121,6 +121,11 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     Float32 input is computed in float64 and rounded back. Inputs are never
     modified. Runs in O(n log n) time and O(n) memory per row at worst.
 
+    Torch tensors keep their device and dtype and are differentiable in
+    ``values`` and ``weights`` (the Jacobian averages over blocks). Chains,
+    stars and brooms run natively on the tensor's device; other trees run
+    the CPU kernel, so CUDA tensors are then copied to the host and back.
+
     Examples
     --------
     >>> import treeiso
@@ -178,14 +183,13 @@ def _check_method_fits(method, tree):
         )
 
 
-def resolve_method(method, tree, return_blocks=False):
+def resolve_method(method, tree):
     """The concrete kernel name that ``fit`` runs for ``method`` on ``tree``."""
     _check_method_fits(method, tree)
     if method == "auto":
-        method = {"chain": "pav", "star": "star", "broom": "broom"}.get(tree.kind, "irt")
-    if method == "broom" and (return_blocks or tree.kind == "star"):
-        # The broom kernel returns values only; IRT-BIN also gives the blocks.
-        method = "star" if tree.kind == "star" else "irt"
+        method = {"chain": "pav", "star": "broom", "broom": "broom"}.get(tree.kind, "irt")
+    if method == "star":
+        method = "broom"            # a star is a broom whose handle is the root
     if method == "irt":
         method = DEFAULT_HEAP
     return method
@@ -199,7 +203,7 @@ def fit_rows(y, w, tree, *, orientation="root_largest", method="auto",
     Returns ``(x, blocks)``, both of shape (B, n); ``blocks`` is None unless
     ``return_blocks``. Used by :func:`fit` and by the torch backend.
     """
-    method = resolve_method(method, tree, return_blocks)
+    method = resolve_method(method, tree)
     if orientation == "root_smallest":
         y = -y
     n_rows, n = y.shape
@@ -210,19 +214,16 @@ def fit_rows(y, w, tree, *, orientation="root_largest", method="auto",
             from ._pav import pav_rows
 
             pav_rows(y, w, tree.handle, x, blocks, return_blocks)
-        elif method == "star":
-            from ._star import star_rows
-
-            star_rows(y, w, int(tree.handle[0]), x, blocks, return_blocks)
         elif method == "broom":
-            from ._broom import broom_rows
+            from ._broom import broom_rows_blocks
 
             labels = np.ascontiguousarray(
                 np.broadcast_to(tree.handle.astype(np.int64), (n_rows, tree.handle.size)))
-            w_full = w if w.shape[0] == n_rows else (
-                np.ones((n_rows, n)) if w.shape[0] == 0 else np.ascontiguousarray(
-                    np.broadcast_to(w, (n_rows, n))))
-            x = broom_rows(y, w_full, labels)
+            if w.shape[0] == 1 and n_rows > 1:
+                w = np.ascontiguousarray(np.broadcast_to(w, (n_rows, n)))
+            x, top = broom_rows_blocks(y, w, labels, want_top=return_blocks, out=x)
+            if return_blocks:
+                blocks = top
         else:
             import importlib
 
