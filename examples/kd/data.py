@@ -3,9 +3,10 @@
 Sources (``data.name``):
 
 * ``glyphs`` (default): a **synthetic**, deterministic image set built here. Each class is a
-  procedural glyph (3-5 random pen strokes: line segments and quadratic curves); each image draws
-  that glyph under class-preserving jitter (rotation, scale, shift, stroke width, small control-point
-  wobble, random colours, pixel noise). 100 classes by default (10..1000), 32x32. It exists so
+  procedural glyph: a distinct set of 3-4 pen strokes (segments and quadratic curves) from a
+  shared pool, so classes that share strokes look alike; each image draws that glyph under
+  class-preserving jitter (rotation, scale, shift, stroke width, a smooth warp, random colours,
+  pixel noise, sometimes a fainter distractor stroke). 100 classes by default (10..1000), 32x32. It exists so
   the study runs anywhere in minutes with no data files, while keeping what matters for the paper:
   many classes, so a mixed sample's two labels compete with many others in the teacher's soft
   labels. Accuracies on it are **not** comparable with CIFAR/ImageNet numbers. Generated in seconds
@@ -39,23 +40,35 @@ __all__ = ["ImageData", "load_data", "make_glyphs", "load_cifar", "load_npz", "I
 
 
 # ----------------------------------------------------------------------------- synthetic glyphs
-def _class_strokes(num_classes: int, seed: int) -> list[np.ndarray]:
-    """Per class, a polyline set: array (S, 2, 2) of segments in [-0.75, 0.75]^2."""
+def _stroke(rng) -> np.ndarray:
+    """One pen stroke: a straight segment or a quadratic Bezier in 6 pieces; (S, 2, 2) segments."""
+    p0, p1 = rng.uniform(-0.75, 0.75, (2, 2))
+    if rng.random() < 0.5:
+        pts = np.stack([p0, p1])
+    else:
+        c = rng.uniform(-0.9, 0.9, 2)
+        tt = np.linspace(0, 1, 7)[:, None]
+        pts = (1 - tt) ** 2 * p0 + 2 * (1 - tt) * tt * c + tt ** 2 * p1
+    return np.stack([pts[:-1], pts[1:]], axis=1).astype(np.float32)
+
+
+def _class_strokes(num_classes: int, seed: int):
+    """A shared pool of strokes, and per class a distinct set of 3-4 of them.
+
+    Classes share strokes, so some classes resemble each other (the teacher's soft labels then
+    carry real similarity structure, as on natural images); the pool also supplies the
+    class-independent distractor stroke drawn into some images.
+    """
     rng = np.random.default_rng([seed, 7919])
-    out = []
-    for _ in range(num_classes):
-        segs = []
-        for _ in range(int(rng.integers(3, 6))):
-            p0, p1 = rng.uniform(-0.75, 0.75, (2, 2))
-            if rng.random() < 0.5:  # straight stroke
-                pts = np.stack([p0, p1])
-            else:  # quadratic Bezier through a random control point, 6 pieces
-                c = rng.uniform(-0.9, 0.9, 2)
-                tt = np.linspace(0, 1, 7)[:, None]
-                pts = (1 - tt) ** 2 * p0 + 2 * (1 - tt) * tt * c + tt ** 2 * p1
-            segs.append(np.stack([pts[:-1], pts[1:]], axis=1))
-        out.append(np.concatenate(segs).astype(np.float32))
-    return out
+    pool = [_stroke(rng) for _ in range(max(10, round(2 * math.sqrt(num_classes))))]
+    seen, classes = set(), []
+    while len(classes) < num_classes:
+        k = int(rng.integers(3, 5))
+        combo = tuple(sorted(rng.choice(len(pool), size=k, replace=False).tolist()))
+        if combo not in seen:
+            seen.add(combo)
+            classes.append(np.concatenate([pool[i] for i in combo]))
+    return classes, pool
 
 
 def _templates(strokes, res=64, extent=1.3):
@@ -74,22 +87,27 @@ def _templates(strokes, res=64, extent=1.3):
     return torch.stack(out), extent
 
 
-def _render(templates, extent, labels, size, gen):
+def _render(templates, distract, extent, labels, size, gen):
     """Draw one image per label with class-preserving jitter; returns uint8 (N, 3, size, size).
 
-    Jitter: rotation +-20 deg, scale 0.8..1.15, shift +-0.125, stroke half-width 0.05..0.11 (image
-    spans [-1, 1]), a smooth random warp (wobble), random colours and Gaussian pixel noise.
+    Jitter: rotation +-25 deg, scale 0.75..1.15, shift +-0.15, stroke half-width 0.05..0.11 (image
+    spans [-1, 1]), a smooth random warp (wobble), random colours, Gaussian pixel noise, and with
+    probability 1/2 one distractor stroke from the pool (fainter, placed independently).
     """
     n = len(labels)
     lab = torch.as_tensor(labels)
     u = lambda *shape: torch.rand(*shape, generator=gen)  # noqa: E731
-    theta = (u(n) - 0.5) * math.radians(40)
-    scale = 0.8 + 0.35 * u(n)
-    shift = (u(n, 2) - 0.5) * 0.25
+    theta = (u(n) - 0.5) * math.radians(50)
+    scale = 0.75 + 0.4 * u(n)
+    shift = (u(n, 2) - 0.5) * 0.3
     width = 0.05 + 0.06 * u(n)
     fg = 0.55 + 0.45 * u(n, 3)
     bg = 0.35 * u(n, 3)
-    noise = 0.06 + 0.06 * u(n)
+    noise = 0.06 + 0.08 * u(n)
+    which = torch.randint(0, len(distract), (n,), generator=gen)
+    has_d = u(n) < 0.5
+    d_shift = (u(n, 2) - 0.5) * 0.8
+    d_theta = u(n) * 2 * math.pi
     wob = torch.randn(n, 2, 4, 4, generator=gen) * 0.05
     c, s_ = torch.cos(theta), torch.sin(theta)
     # output point p -> glyph point q = R(-theta) (p - shift) / scale (+ wobble)
@@ -104,6 +122,14 @@ def _render(templates, extent, labels, size, gen):
                                         padding_mode="border", align_corners=False)
     d = d * scale[:, None, None, None]                                     # back to image units
     ink = torch.sigmoid((width[:, None, None, None] - d) * size * 0.9)
+    # distractor: another pool stroke, own rotation and shift, drawn at 60 % contrast
+    cd, sd = torch.cos(d_theta), torch.sin(d_theta)
+    rd = torch.stack([torch.stack([cd, sd], -1), torch.stack([-sd, cd], -1)], -2)
+    qd = torch.einsum("nij,nhwj->nhwi", rd, torch.stack([gx, gy], -1)[None] - d_shift[:, None, None, :])
+    dd = torch.nn.functional.grid_sample(distract[which], qd / extent, mode="bilinear",
+                                         padding_mode="border", align_corners=False)
+    ink_d = torch.sigmoid((width[:, None, None, None] - dd) * size * 0.9) * has_d[:, None, None, None]
+    ink = torch.maximum(ink, 0.6 * ink_d)
     img = bg[:, :, None, None] + (fg - bg)[:, :, None, None] * ink
     img = img + noise[:, None, None, None] * torch.randn(n, 3, size, size, generator=gen)
     return (img.clamp(0, 1) * 255).round().to(torch.uint8)
@@ -121,7 +147,7 @@ def make_glyphs(num_classes=100, train_per_class=500, test_per_class=100, size=3
     """
     if not 2 <= num_classes <= 1000:
         raise ValueError(f"glyphs: num_classes must be in 2..1000, got {num_classes}")
-    key = dict(v=1, c=num_classes, tr=train_per_class, te=test_per_class, s=size, seed=seed)
+    key = dict(v=2, c=num_classes, tr=train_per_class, te=test_per_class, s=size, seed=seed)
     path = None
     if cache_dir is not None:
         tag = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
@@ -129,12 +155,14 @@ def make_glyphs(num_classes=100, train_per_class=500, test_per_class=100, size=3
         if path.exists():
             with np.load(path) as z:
                 return {k: z[k] for k in z.files}
-    templates, extent = _templates(_class_strokes(num_classes, seed))
+    classes, pool = _class_strokes(num_classes, seed)
+    templates, extent = _templates(classes)
+    distract, _ = _templates(pool)
     gen = torch.Generator().manual_seed(seed)
     out = {}
     for split, per in (("train", train_per_class), ("test", test_per_class)):
         y = np.tile(np.arange(num_classes), per)
-        xs = [_render(templates, extent, y[i:i + 4096], size, gen) for i in range(0, len(y), 4096)]
+        xs = [_render(templates, distract, extent, y[i:i + 4096], size, gen) for i in range(0, len(y), 4096)]
         out[f"x_{split}"] = torch.cat(xs).numpy() if xs else np.zeros((0, 3, size, size), np.uint8)
         out[f"y_{split}"] = y.astype(np.int64)
     if path is not None:

@@ -69,14 +69,14 @@ def _env():
 
 
 def test_cli_pipeline_with_sweeps(tmp_path):
-    cmd = [sys.executable, "-m", "examples.kd", "run", "--run-dir", str(tmp_path), "--no-progress",
+    cmd = [sys.executable, "-m", "examples.kd", "run", "--run-dir", str(tmp_path), "--no-progress", "--time-budget", "60",
            *TINY, "pipeline=[teacher,students,fig1,table1,table3,fig4,fig5]", "augs=[mixup]",
            "analysis.fractions=[0,1]", "analysis.sigmas=[1,2]"]
     out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     for name in ("table1.md", "table1.csv", "fig1.png", "fig1.md", "table3.md", "fig4.png", "fig5.png"):
         assert (tmp_path / "analysis" / name).exists(), name
-    assert "Table 1 analogue" in out.stdout and "KD-i / KD-aug" in out.stdout
+    assert "Table 1 analogue" in out.stdout and "KD-i / KD-aug" in out.stdout and "time budget" in out.stdout
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     assert len(lines) == 1 + 4 + 2 + 2  # teacher, 4 students, 2 fractions, 2 sigmas
     # a second call reuses every finished run
