@@ -320,6 +320,7 @@ class ImageFolderData:
         self.mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
         self.std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
         self.name = "imagefolder"
+        self._pool = None
 
     def size(self, split):
         return len(self.files[split])
@@ -354,9 +355,15 @@ class ImageFolderData:
 
     def get(self, split, idx, device, gen=None):
         seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=gen)) if gen is not None else 0
-        rng = np.random.default_rng(seed)
         items = [self.files[split][int(i)] for i in idx]
-        x = torch.stack([self._load(p, split == "train" and gen is not None, rng) for p, _ in items])
+        train = split == "train" and gen is not None
+        if self._pool is None:  # Pillow releases the GIL while decoding and resizing
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+        # one generator per image (seeded from the epoch generator): same crops for any pool size
+        x = torch.stack(list(self._pool.map(
+            lambda a: self._load(a[1][0], train, np.random.default_rng([seed, a[0]])), enumerate(items))))
         y = torch.tensor([c for _, c in items], dtype=torch.int64)
         x = x.to(device).float().div_(255)
         return (x - self.mean.to(device)) / self.std.to(device), y.to(device)
