@@ -1,0 +1,44 @@
+import pytest
+
+from examples.kd.__main__ import build_config, parse
+from examples.kd.config import PROFILES, apply_override, load_config
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_profiles_load(profile):
+    cfg = load_config(profile)
+    for key in ("data", "teacher", "student", "optim", "loss", "seeds", "pipeline"):
+        assert key in cfg, (profile, key)
+
+
+def test_paper_settings():
+    cfg = load_config("paper")
+    assert cfg["optim"]["lr"] == 0.1 and cfg["optim"]["lr_decay"] == 0.2 and cfg["optim"]["batch_size"] == 128
+    assert [round(f * 200) for f in cfg["optim"]["milestones"]] == [60, 120, 160]
+    assert cfg["loss"]["tau"] == 4.5 and cfg["loss"]["alpha"] == 0.95 and cfg["loss"]["beta"] == 3.0
+    assert cfg["loss"]["sigma"] == 2.0 and cfg["student"]["epochs"] == 200 and cfg["data"]["name"] == "cifar100"
+
+
+def test_overrides_and_flags():
+    a = parse(["table1", "--seeds", "3,4", "--dataset", "npz", "--data-root", "x.npz", "loss.tau=2",
+               "student.arch=resnet20", "--no-resume"])
+    cfg = build_config(a)
+    assert a.command == "table1" and cfg["seeds"] == [3, 4] and cfg["loss"]["tau"] == 2
+    assert cfg["data"] == dict(cfg["data"], name="npz", root="x.npz") and cfg["resume"] is False
+    assert cfg["student"]["arch"] == "resnet20" and cfg["student"]["epochs"] == load_config()["student"]["epochs"]
+    assert build_config(parse(["--profile", "full"]))["run_dir"] == "runs/full"
+
+
+@pytest.mark.parametrize("call, err", [
+    (lambda: apply_override({}, "novalue"), "key.sub=value"),
+    (lambda: apply_override({"a": 1}, "a.b=2"), "not a section"),
+    (lambda: load_config("nosuchprofile"), "not found"),
+])
+def test_config_errors(call, err):
+    with pytest.raises((ValueError, FileNotFoundError), match=err):
+        call()
+
+
+def test_unknown_cli_argument():
+    with pytest.raises(SystemExit):
+        parse(["--bogus"])
