@@ -153,11 +153,13 @@ def table1(results: list[dict], out_dir: Path, methods=("kd", "kd-aug", "kd-i", 
 
 # ----------------------------------------------------------------------------- Figs. 4 and 5
 def sweep_figure(results: list[dict], key: str, out_dir: Path, name: str, xlabel: str, title: str) -> str:
-    """Accuracy (mean ± std over seeds) against a swept loss setting ``key`` (Fig. 4, Fig. 5)."""
+    """Accuracy (mean ± std over seeds) against a swept loss setting ``key`` (Fig. 4, Fig. 5).
+
+    ``results``: the runs of the sweep (one method and augmentation), each with ``loss_cfg[key]``.
+    """
     by = defaultdict(list)
     for r in results:
-        if r.get("tag") == name:
-            by[float(r["loss_cfg"][key])].append(r["best_acc"])
+        by[float(r["loss_cfg"][key])].append(r["best_acc"])
     xs = sorted(by)
     rows = [{xlabel: x, "seeds": len(by[x]), "best_acc (%)": _ms(by[x])} for x in xs]
     md = write_table(rows, out_dir / name, title)

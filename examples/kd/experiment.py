@@ -128,12 +128,15 @@ class Study:
         aug = a.get("sweep_aug", "mixup")
         key, method, values = {"fig4": ("calibrated_fraction", "kd-i", a.get("fractions", [0, .5, 1])),
                                "fig5": ("sigma", "kd-p", a.get("sigmas", [0.5, 1, 2, 3, 4, 5]))}[name]
-        specs = []
+        specs, main = [], dict(cfg.get("loss", {}))
         for seed in cfg.get("seeds", [0]):
             for v in values:
-                loss = dict(cfg.get("loss", {}), **{key: float(v)})
-                specs.append(RunSpec(f"{name}_{key}{float(v):g}_{aug}_s{seed}", cfg["student"]["arch"],
-                                     method, aug, seed, cfg["student"]["epochs"], loss))
+                loss = dict(main, **{key: float(v)})
+                # the point at the main setting is the Table 1 run itself (same id: trained once)
+                rid = (f"{method}_{aug}_s{seed}" if float(main.get(key, -1)) == float(v)
+                       else f"{name}_{key}{float(v):g}_{aug}_s{seed}")
+                specs.append(RunSpec(rid, cfg["student"]["arch"], method, aug, seed,
+                                     cfg["student"]["epochs"], loss))
         return specs
 
     # ------------------------------------------------------------------ time budget
@@ -197,7 +200,9 @@ class Study:
 
     def students(self, specs=None, tag=None):
         teacher = self.teacher()
-        return [self._run(s, teacher, tag) for s in (specs or self.student_specs())]
+        main = {s.run_id for s in self.student_specs()}
+        return [self._run(s, teacher, None if s.run_id in main else tag)
+                for s in (specs or self.student_specs())]
 
     def fig1(self):
         """Fig. 1a/1b: teacher order vs hard-label order on original, Mixup and CutMix samples."""
@@ -244,7 +249,11 @@ class Study:
         key = "calibrated_fraction" if name == "fig4" else "sigma"
         title = ("Fig. 4: KD-i accuracy vs fraction of calibrated samples" if name == "fig4"
                  else "Fig. 5: KD-p accuracy vs sigma")
-        md = analysis.sweep_figure(self.results(), key, self.out, name,
+        aug = self.cfg.get("analysis", {}).get("sweep_aug", "mixup")
+        method = "kd-i" if name == "fig4" else "kd-p"
+        runs = [r for r in self.results() if r["method"] == method and r["aug"] == aug
+                and r.get("tag") in (None, name) and key in r.get("loss_cfg", {})]
+        md = analysis.sweep_figure(runs, key, self.out, name,
                                    "calibrated fraction" if name == "fig4" else "sigma", title)
         self.log(md, echo=self.echo_tables)
         return md

@@ -78,7 +78,10 @@ def test_cli_pipeline_with_sweeps(tmp_path):
         assert (tmp_path / "analysis" / name).exists(), name
     assert "Table 1 analogue" in out.stdout and "KD-i / KD-aug" in out.stdout and "time budget" in out.stdout
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
-    assert len(lines) == 1 + 4 + 2 + 2  # teacher, 4 students, 2 fractions, 2 sigmas
+    # teacher, 4 students, fraction 0 and sigma 1 (fraction 1 and sigma 2 are the Table 1 runs)
+    assert len(lines) == 1 + 4 + 1 + 1
+    assert set(json.loads((tmp_path / "analysis" / "fig4.json").read_text())) == {"0.0", "1.0"}
+    assert set(json.loads((tmp_path / "analysis" / "fig5.json").read_text())) == {"1.0", "2.0"}
     # a second call reuses every finished run
     out2 = subprocess.run(cmd[:3] + ["table1"] + cmd[4:], cwd=ROOT, env=_env(), capture_output=True, text=True,
                           timeout=300)
