@@ -86,14 +86,19 @@ def peak_memory_child(shape, n):
     with tempfile.TemporaryDirectory() as tmp:
         np.save(f"{tmp}/parent.npy", make_parent(shape, n, rng))
         np.save(f"{tmp}/y.npy", rng.normal(size=n))
+        # VmHWM (peak RSS of this address space), not ru_maxrss, which Linux
+        # carries over from the (large) benchmarking parent through fork.
         code = f"""
-import resource, numpy as np, treeiso
+import numpy as np, treeiso
+def peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
 treeiso.fit(np.zeros(8), np.array({make_parent(shape, 8, rng).tolist()}))  # load kernels
 parent = np.load({tmp + '/parent.npy'!r}); y = np.load({tmp + '/y.npy'!r})
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak()
 x = treeiso.fit(y, parent)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print((after - before) * 1024 / {n})
+print((peak() - before) / {n})
 """
         out = subprocess.run([sys.executable, "-c", code], capture_output=True,
                              text=True, check=True)
