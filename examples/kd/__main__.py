@@ -102,7 +102,10 @@ def main(argv=None):
     from .experiment import Study
 
     t0 = time.perf_counter()
-    study = Study(cfg)
+    try:
+        study = Study(cfg)
+    except (FileNotFoundError, ImportError) as e:  # missing data: say what is expected, no traceback
+        sys.exit(f"error: {e}")
     cmd = a.command
     steps = cfg.get("pipeline", ["teacher", "students", "fig1", "table1", "table3"]) if cmd == "run" else [cmd]
     study.plan(steps)
