@@ -99,8 +99,7 @@ class Study:
             return
         if tag:
             result = dict(result, tag=tag)
-        if any(r["run_id"] == result["run_id"] and r.get("epochs") == result.get("epochs")
-               for r in self.results()):
+        if any(r == result for r in self.results()):  # a reused run: already recorded
             return
         with open(self.root / "results.jsonl", "a") as f:
             f.write(json.dumps(result) + "\n")

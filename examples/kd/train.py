@@ -81,6 +81,13 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
+def _same(result: dict, spec: RunSpec) -> bool:
+    """Does a saved result come from these settings (arch, method, aug, seed, epochs, loss)?"""
+    return all(result.get(k) == v for k, v in (("arch", spec.arch), ("method", spec.method),
+                                                ("aug", spec.aug), ("seed", spec.seed),
+                                                ("epochs", spec.epochs), ("loss_cfg", spec.loss)))
+
+
 def _atomic_save(obj, path: Path):
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -126,7 +133,10 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, re
     out = Path(run_root) / spec.run_id
     done = out / "result.json"
     if resume and done.exists():
-        return json.loads(done.read_text())
+        prev = json.loads(done.read_text())
+        if _same(prev, spec):
+            return prev
+        resume = False  # the folder holds a run with other settings: retrain it
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     optim_cfg = cfg.get("optim", {})
@@ -140,9 +150,12 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, re
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.exists():
         saved = torch.load(ckpt, map_location=device, weights_only=False)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        state = saved["state"]
+        if saved.get("spec") == asdict(spec):
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+            state = saved["state"]
+    if state["epoch"] == 0 and rank == 0 and (out / "log.jsonl").exists():
+        (out / "log.jsonl").unlink()  # a fresh start: do not mix logs of two runs
     net = model
     if dist_on:
         net = torch.nn.parallel.DistributedDataParallel(

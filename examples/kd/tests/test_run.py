@@ -61,6 +61,11 @@ def test_resume_equals_uninterrupted(tiny, tmp_path):
     sb = torch.load(tmp_path / "b" / "kdi" / "final.pt", weights_only=True)["model"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert a["best_acc"] == b["best_acc"] and a["last_acc"] == b["last_acc"]
+    # a finished run is reused only for the same settings; other settings retrain it
+    assert train_run(spec, data, cfg, tmp_path / "b", torch.device("cpu"), teacher=teacher, progress=False) == b
+    spec2 = RunSpec("kdi", "resnet8", "kd-i", "cutmix", 3, 1, dict(cfg["loss"]))
+    c = train_run(spec2, data, cfg, tmp_path / "b", torch.device("cpu"), teacher=teacher, progress=False)
+    assert c["epochs"] == 1 and len((tmp_path / "b" / "kdi" / "log.jsonl").read_text().splitlines()) == 1
 
 
 def _env():
