@@ -1,5 +1,5 @@
 """Slow, obviously-right reference for ``treeiso.fit_topk``: one ``treeiso.fit`` per row on the
-broom tree. Used to cross-check, and as a stand-in while ``treeiso.fit_topk`` is unavailable."""
+broom (or star) tree of the row's label order. Used to cross-check the fast batched path."""
 
 import numpy as np
 import torch
@@ -27,11 +27,3 @@ def fit_topk_ref(values, labels, weights=None):
     for i in range(v.shape[0]):
         out[i] = treeiso.fit(v[i], row_tree(v.shape[1], lab[i]))
     return torch.from_numpy(out).to(values.dtype).to(values.device)
-
-
-def topk_available():
-    try:
-        import treeiso._topk  # noqa: F401
-        return True
-    except ImportError:
-        return False
