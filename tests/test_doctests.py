@@ -19,7 +19,7 @@ import pytest
 import treeiso
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC_PAGES = ["docs/getting_started.rst"]
+DOC_PAGES = ["docs/index.rst", "docs/getting_started.rst"]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -101,11 +101,11 @@ def _page_tests():
     out = []
     for rel in DOC_PAGES:
         path = ROOT / rel
-        if not path.exists():
-            continue
+        # a moved or renamed page must fail loudly, not drop its examples
+        assert path.exists(), f"documentation page {rel} not found: update DOC_PAGES"
         test = parser.get_doctest(path.read_text(), {}, rel, str(path), 0)
-        if test.examples:
-            out.append(test)
+        assert test.examples, f"{rel} holds no >>> examples: update DOC_PAGES"
+        out.append(test)
     return out
 
 

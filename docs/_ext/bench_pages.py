@@ -239,7 +239,9 @@ def _machine_lines(meta):
         return ["The results file does not describe the machine.", ""]
     lines = ["Measured on:", ""]
     for k, v in meta.items():
-        lines.append(f"- {k}: ``{_plain(v)}``")
+        text = _plain(v).strip()
+        if text:  # an empty value (e.g. no processor name) would be broken reST
+            lines.append(f"- {k}: ``{text}``")
     lines.append("")
     return lines
 
@@ -367,7 +369,7 @@ def render(name, path: Path, out: Path, plots=True):
             for case, n, impl, ratio in sorted(losses, key=lambda x: (x[0], x[2], x[1])):
                 size = labels.get(n, str(n))
                 lines.append(f"- {case}, {'rows x n' if batched else 'n'} = {size}: "
-                             f"{impl} is {ratio:.2g}x faster.")
+                             f"{impl} is {ratio:.3g}x faster.")
             lines.append("")
         else:
             lines += [f"treeiso was the fastest in all {wins} comparisons with a peer.", ""]
