@@ -138,6 +138,62 @@ def test_geometric_leaves():
     assert np.allclose(x, treeiso.fit(y, treeiso.Tree.star(c, 0), method="irt"), rtol=1e-12)
 
 
+def adversarial_star(m):
+    """Centre 0 (weight 1) and leaves that the fixed point drops one per round: m rounds.
+
+    Leaf 1 at 2m pulls the mean to t_1 = m; leaf k >= 2 sits at m + 0.5 - k with weight
+    2 W_(k-1), so the mean with leaves 1..k is t_k = m + 1 - k, between leaves k and k - 1.
+    """
+    z = np.empty(m)
+    w = np.empty(m)
+    z[0], w[0] = 2.0 * m, 1.0
+    tot = 2.0
+    for k in range(2, m + 1):
+        z[k - 1] = m + 0.5 - k
+        w[k - 1] = 2.0 * tot
+        tot += w[k - 1]
+    return z, w
+
+
+def test_star_sorted_fallback_in_the_kernel():
+    # More rounds than _MAX_ITER: the kernel ends on the sorted greedy over the compacted set.
+    from treeiso import _broom
+
+    m = _broom._MAX_ITER + 20
+    z, wl = adversarial_star(m)
+    y = np.concatenate([[0.0], z])
+    w = np.concatenate([[1.0], wl])
+    x = treeiso.fit_topk(y, [0], w)
+    assert np.allclose(x[[0, 1]], m, rtol=1e-12) and np.array_equal(x[2:], y[2:])
+    ref = treeiso.fit(y, treeiso.Tree.star(m + 1, 0), w, method="irt")
+    assert np.allclose(x, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("unit", [False, True])
+def test_star_sorted_against_fixed_point(unit, monkeypatch):
+    from treeiso import _broom
+
+    rng = np.random.default_rng(12 + unit)
+    for _ in range(50):
+        c = int(rng.integers(1, 40))
+        z = rng.normal(size=c) * rng.choice([0.1, 1.0, 100.0])
+        if rng.random() < 0.3:
+            z = np.round(z)
+        w = np.ones(c) if unit else np.exp(rng.normal(size=c) * 2)
+        cs, wc = float(rng.normal()), float(rng.uniform(0.1, 3.0))
+        v = _broom._star(z, w, unit, cs, wc, np.empty(c), np.empty(c))
+        assert np.isclose(_broom._star_sorted(z, w, cs, wc), v, rtol=1e-12, atol=1e-12)
+        # Any superset of {z > v} gives the same value: the compacted call of the fallback.
+        keep = z > min(v, cs / wc) - rng.uniform(0, 1)
+        assert np.isclose(_broom._star_sorted(z[keep], w[keep], cs, wc), v, rtol=1e-12,
+                          atol=1e-12)
+        # The fallback itself, in the Python version of _star with few rounds allowed.
+        monkeypatch.setattr(_broom, "_MAX_ITER", int(rng.integers(0, 2)))
+        vp = _broom._star.py_func(z, w, unit, cs, wc, np.empty(c), np.empty(c))
+        monkeypatch.undo()
+        assert np.isclose(vp, v, rtol=1e-12, atol=1e-12)
+
+
 # ----------------------------------------------------------------------------- hypothesis
 @st.composite
 def topk_rows(draw):

@@ -16,7 +16,8 @@ found without sorting by the fixed-point iteration ``A = {z > v}; v = mean(centr
 and it stops exactly, when ``A`` no longer changes. A pooled centre has a lower value, so each
 merge restarts the iteration from its own centre mean, again below the root. After
 ``_MAX_ITER`` rounds (never reached on ordinary data) the row falls back to the sorted greedy
-of the star lemma, so the worst case stays O(c log c) per star.
+of the star lemma on the leaves still active (a superset of the final set, so still exact),
+and the worst case stays O(c log c) per star.
 
 The kernel trusts its input: the callers (``treeiso.fit``, ``treeiso.fit_topk``) validate.
 """
@@ -96,7 +97,9 @@ def _star(z, w, unit, cs, wc, zb, wb):
             nb += 1 if f else 0
         na = nb
         vn = s / tw
-    return _star_sorted(z, w, cs, wc)
+    # zb[:na] = {z > v} with v below the root: a superset of the final set, and entries
+    # below the root contribute nothing, so the greedy on it alone is exact.
+    return _star_sorted(zb[:na], wb[:na], cs, wc)
 
 
 @njit(cache=True, nogil=True)
