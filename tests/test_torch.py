@@ -100,6 +100,26 @@ def test_native_broom_matches_host_kernel():
     assert torch.equal(tn, th)
 
 
+def test_shared_weight_row_values_and_gradients():
+    # Weights of shape (n,) for (B, n) values travel as one (1, n) row (no (B, n) copy).
+    g = torch.Generator().manual_seed(11)
+    for tree in (TREES["chain_shuffled"], TREES["broom"], TREES["general"]):
+        y = torch.randn(3, tree.n, generator=g, dtype=torch.float64, requires_grad=True)
+        w = (torch.rand(tree.n, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
+        ref = treeiso.fit(y.detach().numpy(), tree, w.detach().numpy())
+        assert tb._prepare(y, w)[1].shape == (1, tree.n)
+        np.testing.assert_allclose(treeiso.fit(y, tree, w).detach().numpy(), ref,
+                                   rtol=1e-12, atol=1e-12)
+        assert torch.autograd.gradcheck(lambda y, w: treeiso.fit(y, tree, w), (y, w))
+    lab = torch.tensor([[0, 2], [1, -1], [3, 3]])
+    y = torch.randn(3, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    w = (torch.rand(1, 7, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
+    for native in (False, True):
+        assert torch.autograd.gradcheck(lambda y, w: tb._broom_op(y, w, lab, native)[0], (y, w))
+        assert torch.autograd.gradcheck(
+            lambda y, w: tb._chain_op(y, w, torch.arange(7), native)[0], (y, w))
+
+
 def test_float32_topk_agrees_with_float64():
     g = torch.Generator().manual_seed(0)
     y = torch.randn(64, 1000, generator=g) * 3 + 1000

@@ -104,13 +104,17 @@ def _star(z, w, unit, cs, wc, zb, wb):
 
 @njit(cache=True, nogil=True)
 def _broom_kernel(y, w, labels, x, top, want_top):
-    # y, x: (B, c) float32 or float64 (work is float64 either way); w: (B, c), or (0, c) for
-    # unit weights.
+    # y, x: (B, c) float32 or float64 (work is float64 either way); w: (Bw, c), float32 or
+    # float64, Bw in {0 (unit weights), 1 (one row shared by every row), B}.
     n_rows, c = y.shape
     k_max = labels.shape[1]
-    unit = w.shape[0] == 0
+    n_w = w.shape[0]
+    unit = n_w == 0
     ones = np.ones(c)
     wrow = np.empty(c)
+    if n_w == 1:  # shared: convert once
+        for j in range(c):
+            wrow[j] = w[0, j]
     zr = np.empty(c)  # the centred row, -inf on the handle
     zb = np.empty(c)  # star buffers
     wb = np.empty(c)
@@ -141,8 +145,9 @@ def _broom_kernel(y, w, labels, x, top, want_top):
         if unit:
             wr = ones
         else:
-            for j in range(c):
-                wrow[j] = w[b, j]
+            if n_w > 1:
+                for j in range(c):
+                    wrow[j] = w[b, j]
             wr = wrow
         for i in range(kr):
             zr[labels[b, i]] = -np.inf
@@ -208,7 +213,9 @@ def broom_rows(y, w, labels):
     Parameters
     ----------
     y : ndarray of shape (B, c), float64, C-contiguous
-    w : ndarray of shape (B, c), float64, C-contiguous, positive (may be all ones)
+    w : ndarray of shape (Bw, c), float64, C-contiguous, positive
+        ``Bw = B``: one row of weights per row; ``Bw = 1``: one row shared by every row;
+        ``Bw = 0``: unit weights.
     labels : ndarray of shape (B, k), int64, valid and deduplicated
 
     Returns
@@ -234,8 +241,8 @@ def broom_rows(y, w, labels):
 def broom_rows_blocks(y, w, labels, want_top=True, out=None, check_finite=False):
     """``broom_rows`` plus the blocks: top[b, j] is the root-most node of j's block.
 
-    Also takes float32 ``y``/``w`` (the sums stay float64), ``w`` of shape (0, c) for unit
-    weights, and ``out``, an array like ``y`` to write ``x`` into. ``check_finite``: raise
+    Also takes float32 ``y`` and/or ``w`` (the sums stay float64), ``w`` of shape (Bw, c) as in
+    ``broom_rows`` and ``out``, an array like ``y`` to write ``x`` into. ``check_finite``: raise
     ValueError if ``y`` holds NaN or infinity (checked in the kernel's own pass).
     """
     n_rows, c = y.shape

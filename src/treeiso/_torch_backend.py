@@ -62,14 +62,15 @@ def _to_np64(t: Tensor) -> np.ndarray:
 def _block_vjp(top: Tensor, g: Tensor, w: Tensor | None) -> Tensor:
     """Per element, G_B / W_B of its block B (SPEC 5): sums over ``top`` then gathered."""
     gsum = torch.zeros_like(g).scatter_add_(-1, top, g)
-    wfull = torch.ones_like(g) if w is None else w
+    wfull = torch.ones_like(g) if w is None else w.expand_as(g)  # w may be one shared row
     wsum = torch.zeros_like(g).scatter_add_(-1, top, wfull)
     return gsum.gather(-1, top) / wsum.gather(-1, top)
 
 
 # ----------------------------------------------------------------------------- chain
 def _chain_native(y: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Decreasing fit of every row of ``y`` (B, n) with torch ops only.
+    """Decreasing fit of every row of ``y`` (B, n) with torch ops only; ``w``: (B, n), (1, n)
+    (one row shared by every row) or None.
 
     Pools every adjacent violating pair of blocks at once, in rounds; any order of pooling
     adjacent violators reaches the unique solution. Rows still violating after
@@ -79,7 +80,7 @@ def _chain_native(y: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor]:
     sh = y.mean(-1, keepdim=True)  # centre: block sums of float32 rows stay accurate
     z = y - sh
     wz = z if w is None else w * z
-    wt = torch.ones_like(z) if w is None else w
+    wt = torch.ones_like(z) if w is None else w.expand_as(z)
     starts = torch.ones(n_rows, n, dtype=torch.bool, device=y.device)
     for _ in range(_CHAIN_ROUNDS + _CHAIN_ROUNDS_PER_BIT * max(n - 1, 1).bit_length()):
         ids = starts.cumsum(-1) - 1
@@ -97,7 +98,8 @@ def _chain_native(y: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor]:
         me = s.gather(-1, ids) / ws.gather(-1, ids)
         bad = (starts[:, 1:] & (me[:, :-1] < me[:, 1:])).any(-1)
         rows = bad.nonzero().squeeze(-1)
-        xh, th = _chain_host(y[rows], None if w is None else w[rows])  # positions = ids here
+        wh = w if w is None or w.shape[0] == 1 else w[rows]
+        xh, th = _chain_host(y[rows], wh)  # positions = ids here
         x = me + sh
         top = torch.cummax(torch.where(starts, torch.arange(n, device=y.device), 0), -1).values
         x[rows] = xh
@@ -170,7 +172,7 @@ def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor, strategy: str | None
     last = labc.gather(-1, (kr - 1).clamp_min(0).unsqueeze(-1))
     sh = torch.where(has.unsqueeze(-1), y.gather(-1, last), torch.zeros_like(y[:, :1]))
     z = y - sh
-    wt = torch.ones_like(z) if w is None else w
+    wt = torch.ones_like(z) if w is None else w.expand_as(z)
     hmask = torch.zeros(n_rows, c + 1, dtype=torch.bool, device=dev)
     hmask.scatter_(-1, torch.where(valid, lab, c), True)
     hmask = hmask[:, :c]
@@ -294,7 +296,12 @@ def _tree_op(y: Tensor, w: Tensor | None, parent: Tensor, method: str
     tree = Tree(parent.detach().cpu().numpy())
     y64 = _to_np64(y)
     w64 = np.empty((0, y64.shape[1])) if w is None else _to_np64(w)
-    x, top = fit_rows(y64, w64, tree, method=method, return_blocks=True)
+    x = np.empty_like(y64)
+    top = np.empty(y64.shape, dtype=np.int64)
+    if y64.size:
+        module, name = _IRT_KERNELS[method]
+        kernel = getattr(importlib.import_module(f"{__package__}.{module}"), name)
+        kernel(y64, w64, order.cpu().numpy(), parent_pos.cpu().numpy(), x, top, True)
     return (torch.from_numpy(x).to(y.device, y.dtype),
             torch.from_numpy(top).to(y.device))
 
@@ -308,25 +315,31 @@ def _setup_context(ctx, inputs, output):
     y, w = inputs[0], inputs[1]
     x, top = output
     ctx.has_w = w is not None
+    ctx.n_rest = len(inputs) - 2  # the inputs after y and w get no gradient
     ctx.save_for_backward(y, w, x, top)
 
 
-for _op, _extra in ((_chain_op, 2), (_broom_op, 2), (_tree_op, 2)):
+def _backward(ctx, gx, gtop):
+    y, w, x, top = ctx.saved_tensors
+    r = _block_vjp(top, gx, w)
+    gy = r if w is None else w * r
+    gw = None
+    if ctx.has_w:
+        gw = (y - x) * r
+        if w.shape[0] != gw.shape[0]:  # one row of weights shared by every row
+            gw = gw.sum(0, keepdim=True)
+    return (gy, gw) + (None,) * ctx.n_rest
+
+
+for _op in (_chain_op, _broom_op, _tree_op):
     _op.register_fake(_fake)
-
-    def _bw(ctx, gx, gtop, _extra=_extra):
-        y, w, x, top = ctx.saved_tensors
-        r = _block_vjp(top, gx, w)
-        gy = r if w is None else w * r
-        gw = (y - x) * r if ctx.has_w else None
-        return (gy, gw) + (None,) * _extra
-
-    _op.register_autograd(_bw, setup_context=_setup_context)
+    _op.register_autograd(_backward, setup_context=_setup_context)
 
 
 # ----------------------------------------------------------------------------- front ends
 def _prepare(values: Tensor, weights, what_n: int | None = None):
-    """values -> (rows (B, n) in a float dtype, weights rows or None, out dtype)."""
+    """values -> (rows (B, n) in a float dtype, weights (B, n), (1, n) when one row is shared
+    by every row, or None, out dtype)."""
     if values.is_complex():
         raise TypeError(f"values must be real, got complex dtype {values.dtype}")
     if values.dtype == torch.bool:
