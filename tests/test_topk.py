@@ -138,6 +138,20 @@ def test_geometric_leaves():
     assert np.allclose(x, treeiso.fit(y, treeiso.Tree.star(c, 0), method="irt"), rtol=1e-12)
 
 
+def test_float32_values_float64_weights_and_shared_rows():
+    rng = np.random.default_rng(11)
+    y = rng.normal(size=(3, 5, 40))
+    w = np.exp(rng.normal(size=40) * 3)  # one row of weights for every row (Bw = 1)
+    lab = np.stack([rng.permutation(40)[:3] for _ in range(15)]).reshape(3, 5, 3)
+    x = treeiso.fit_topk(y, lab, w)
+    full = treeiso.fit_topk(y, lab, np.broadcast_to(w, y.shape).copy())
+    assert np.array_equal(x, full)
+    x32 = treeiso.fit_topk(y.astype(np.float32), lab, w)  # float32 rows, float64 weights
+    assert x32.dtype == np.float32
+    assert np.allclose(x32, treeiso.fit_topk(y.astype(np.float32).astype(np.float64), lab, w),
+                       rtol=1e-6, atol=1e-6)
+
+
 def adversarial_star(m):
     """Centre 0 (weight 1) and leaves that the fixed point drops one per round: m rounds.
 

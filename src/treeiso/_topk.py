@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import as_real_array, check_finite, is_torch_tensor, result_dtype
+from ._validation import (
+    as_rows,
+    is_torch_tensor,
+    prepare_values,
+    prepare_weights,
+)
 
 __all__ = ["fit_topk"]
 
@@ -32,7 +37,7 @@ def fit_topk(values, labels, weights=None):
         Class indices in ``[0, c)`` or ``-1``, most important first. Leading axes broadcast
         to those of ``values``.
     weights : array-like or torch.Tensor, optional
-        Positive weights, broadcastable to ``values``. Default: all ones.
+        Positive finite weights, broadcastable to ``values``. Default: all ones.
 
     Returns
     -------
@@ -46,7 +51,8 @@ def fit_topk(values, labels, weights=None):
     ordinary data. Torch input runs on the tensor's device (CPU: the same kernel; CUDA:
     batched torch ops, no host loop over rows) and is differentiable in ``values`` and
     ``weights``: the gradient averages over the blocks of the fit (SPEC section 5).
-    Rows are centred on their last label first; on the CPU the sums are float64 for any dtype.
+    Rows are centred on their last label first; on the CPU the sums are float64 for any dtype
+    (float32 values are read as float32, weights as float64).
 
     Examples
     --------
@@ -65,10 +71,8 @@ def fit_topk(values, labels, weights=None):
     if is_torch_tensor(labels) or is_torch_tensor(weights):
         raise TypeError("values is not a torch.Tensor but labels or weights are: pass all "
                         "as NumPy arrays or all as tensors")
-    y = as_real_array(values, "values")
-    if y.ndim == 0:
-        raise ValueError("values must have at least one dimension, got a scalar")
-    out_dtype = result_dtype(y)
+    arr = np.asarray(values)
+    y, out_dtype = prepare_values(arr, arr.shape[-1] if arr.ndim else 0)
     c = y.shape[-1]
     lab = np.asarray(labels)
     if lab.dtype.kind not in "iu":
@@ -86,27 +90,13 @@ def fit_topk(values, labels, weights=None):
         if lo < -1 or hi >= c:
             raise ValueError(f"labels must be class indices in [0, {c}) or -1 (padding), "
                              f"got {lo if lo < -1 else hi}")
-    n_rows = int(np.prod(lead, dtype=np.int64))
-    work = np.float32 if y.dtype == np.float32 else np.float64  # the kernel sums in float64
-    y2 = np.ascontiguousarray(y.reshape(n_rows, c), dtype=work)
-    if weights is None:
-        w2 = np.empty((0, c), dtype=work)  # unit weights
-    else:
-        w = as_real_array(weights, "weights")
-        try:
-            w = np.broadcast_to(w, y.shape)
-        except ValueError:
-            raise ValueError(f"weights of shape {w.shape} do not broadcast to values of "
-                             f"shape {y.shape}") from None
-        check_finite(w, "weights")
-        if w.size and not (w > 0).all():
-            raise ValueError("weights must be > 0")
-        w2 = np.ascontiguousarray(w.reshape(n_rows, c), dtype=work)
-    lab2 = compact_labels(lab.reshape(n_rows, lab.shape[-1]))
+    w2 = prepare_weights(weights, y.shape)  # float64 (Bw, c), Bw in {0, 1, B}
+    # float32 rows stay float32 (half the memory traffic); the kernel sums in float64.
+    y2 = as_rows(y, np.float32 if y.dtype == np.float32 else np.float64)
+    lab2 = compact_labels(lab.reshape(y2.shape[0], lab.shape[-1]))
     from ._broom import broom_rows_blocks
 
-    x, _ = broom_rows_blocks(y2, w2, lab2, want_top=False, out=np.empty_like(y2),
-                             check_finite=True)  # in the kernel's pass: no extra sweep
+    x, _ = broom_rows_blocks(y2, w2, lab2, want_top=False, out=np.empty_like(y2))
     return x.reshape(y.shape).astype(out_dtype, copy=False)
 
 
