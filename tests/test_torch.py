@@ -173,13 +173,18 @@ def test_opcheck(device):
     g = torch.Generator().manual_seed(7)
     y = torch.randn(3, 6, generator=g, dtype=torch.float64).to(device).requires_grad_()
     w = (torch.rand(3, 6, generator=g, dtype=torch.float64) + 0.5).to(device).requires_grad_()
+    w1 = w[:1].detach().clone().requires_grad_()  # one row shared by every row
     lab = torch.tensor([[0, 2], [1, -1], [5, 5]], device=device)
-    parent = torch.tensor([-1, 0, 0, 1, 1, 2], device=device)
+    tree = treeiso.Tree([-1, 0, 0, 1, 1, 2])
+    order = torch.from_numpy(np.array(tree.order))
+    parent_pos = torch.from_numpy(np.array(tree.parent_pos))
     for native in (False, True):
         torch.library.opcheck(tb._broom_op, (y, w, lab, native))
+        torch.library.opcheck(tb._broom_op, (y, w1, lab, native))
         torch.library.opcheck(tb._chain_op, (y, None, torch.tensor([2, 0, 1, 5, 4, 3]), native))
         torch.library.opcheck(tb._chain_op, (y, w, torch.arange(6), native))
-    torch.library.opcheck(tb._tree_op, (y, w, parent, "irt"))
+    torch.library.opcheck(tb._tree_op, (y, w, order, parent_pos, "irt-pairing"))
+    torch.library.opcheck(tb._tree_op, (y, w1, order, parent_pos, "irt-leftist"))
 
 
 def test_compile_parity():

@@ -286,14 +286,17 @@ def _broom_op(y: Tensor, w: Tensor | None, labels: Tensor, native: bool
 
 # ----------------------------------------------------------------------------- any tree
 @torch.library.custom_op("treeiso::tree", mutates_args=())
-def _tree_op(y: Tensor, w: Tensor | None, parent: Tensor, method: str
+def _tree_op(y: Tensor, w: Tensor | None, order: Tensor, parent_pos: Tensor, method: str
              ) -> tuple[Tensor, Tensor]:
-    from ._api import fit_rows
-    from ._tree import Tree
+    """IRT-BIN on host copies. ``order``/``parent_pos``: the tree's (``Tree.order``,
+    ``Tree.parent_pos``, CPU tensors), so no ``Tree`` is rebuilt (nor re-checked) per call;
+    ``method``: a key of ``treeiso._api._IRT_KERNELS``."""
+    import importlib
+
+    from ._api import _IRT_KERNELS
 
     _check_finite(y, "values")
     _check_weights(w)
-    tree = Tree(parent.detach().cpu().numpy())
     y64 = _to_np64(y)
     w64 = np.empty((0, y64.shape[1])) if w is None else _to_np64(w)
     x = np.empty_like(y64)
@@ -370,7 +373,12 @@ def _prepare(values: Tensor, weights, what_n: int | None = None):
     for d in values.shape[:-1]:
         n_rows *= d
     y2 = y.reshape(n_rows, n).contiguous()
-    w2 = None if w is None else w.reshape(n_rows, n).contiguous()
+    w2 = None
+    if w is not None:
+        if all(d == 1 for d in weights.shape[:-1]):  # one row for all: (1, n), no (B, n) copy
+            w2 = w[(0,) * (values.ndim - 1)].unsqueeze(0).contiguous()
+        else:
+            w2 = w.reshape(n_rows, n).contiguous()
     return y2, w2, out_dtype
 
 
