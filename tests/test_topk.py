@@ -138,6 +138,29 @@ def test_geometric_leaves():
     assert np.allclose(x, treeiso.fit(y, treeiso.Tree.star(c, 0), method="irt"), rtol=1e-12)
 
 
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_root_smallest_matches_fit(k):
+    rng = np.random.default_rng(10 + k)
+    n_rows, c = 20, 9
+    y = rng.normal(size=(n_rows, c))
+    y[::4] = np.round(y[::4])
+    w = np.exp(rng.normal(size=(n_rows, c)))
+    lab = np.stack([rng.permutation(c)[:k] for _ in range(n_rows)])
+    x = treeiso.fit_topk(y, lab, w, orientation="root_smallest")
+    for b in range(n_rows):
+        ref = treeiso.fit(y[b], treeiso.Tree.broom(c, lab[b]), w[b], orientation="root_smallest")
+        assert np.allclose(x[b], ref, rtol=1e-12, atol=1e-12)
+        assert x[b, lab[b, 0]] <= x[b].min() + 1e-12
+    torch = _torch()
+    xt = treeiso.fit_topk(torch.tensor(y), torch.tensor(lab), torch.tensor(w),
+                          orientation="root_smallest")
+    assert np.allclose(xt.numpy(), x, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="orientation"):
+        treeiso.fit_topk(y, lab, orientation="max")
+    with pytest.raises(ValueError, match="orientation"):
+        treeiso.fit_topk(torch.tensor(y), torch.tensor(lab), orientation="max")
+
+
 def test_float32_values_float64_weights_and_shared_rows():
     rng = np.random.default_rng(11)
     y = rng.normal(size=(3, 5, 40))

@@ -6,6 +6,7 @@ import numpy as np
 
 from ._validation import (
     as_rows,
+    check_orientation,
     is_torch_tensor,
     prepare_values,
     prepare_weights,
@@ -14,7 +15,7 @@ from ._validation import (
 __all__ = ["fit_topk"]
 
 
-def fit_topk(values, labels, weights=None):
+def fit_topk(values, labels, weights=None, *, orientation="root_largest"):
     r"""Isotonic regression of each row onto its label order (a broom tree per row).
 
     For every row ``b`` (all axes but the last), with ``l = labels[b]``, solves exactly
@@ -28,6 +29,8 @@ def fit_topk(values, labels, weights=None):
     (2021), ``k = 1`` a star). ``-1`` entries of ``labels`` are padding; a label repeated in
     a row counts once, at its first position (same-class Mixup is a star). A row with no label
     is returned unchanged. The result equals ``treeiso.fit(values[b], Tree.broom(c, l))``.
+With ``orientation="root_smallest"`` every constraint is reversed,
+``x_{l_0} <= x_{l_1} <= ... <= x_j``, as in :func:`treeiso.fit`.
 
     Parameters
     ----------
@@ -38,6 +41,9 @@ def fit_topk(values, labels, weights=None):
         to those of ``values``.
     weights : array-like or torch.Tensor, optional
         Positive finite weights, broadcastable to ``values``. Default: all ones.
+    orientation : {"root_largest", "root_smallest"}, default="root_largest"
+        ``"root_largest"``: the first label is the largest entry (the order above);
+        ``"root_smallest"``: every inequality reversed (the first label is the smallest).
 
     Returns
     -------
@@ -63,11 +69,14 @@ def fit_topk(values, labels, weights=None):
     array([[1.5, 1.5, 1.5, 1.5]])
     >>> treeiso.fit_topk(y, [[1, 1]])   # a repeated label counts once: a star
     array([[1., 3., 0., 2.]])
+    >>> treeiso.fit_topk(y, [[0]], orientation="root_smallest")   # x0 <= every other
+    array([[0.5, 3. , 0.5, 2. ]])
     """
+    check_orientation(orientation)
     if is_torch_tensor(values):
         from ._torch_backend import fit_topk_torch
 
-        return fit_topk_torch(values, labels, weights)
+        return fit_topk_torch(values, labels, weights, orientation=orientation)
     if is_torch_tensor(labels) or is_torch_tensor(weights):
         raise TypeError("values is not a torch.Tensor but labels or weights are: pass all "
                         "as NumPy arrays or all as tensors")
@@ -93,10 +102,14 @@ def fit_topk(values, labels, weights=None):
     w2 = prepare_weights(weights, y.shape)  # float64 (Bw, c), Bw in {0, 1, B}
     # float32 rows stay float32 (half the memory traffic); the kernel sums in float64.
     y2 = as_rows(y, np.float32 if y.dtype == np.float32 else np.float64)
+    if orientation == "root_smallest":
+        y2 = -y2
     lab2 = compact_labels(lab.reshape(y2.shape[0], lab.shape[-1]))
     from ._broom import broom_rows_blocks
 
     x, _ = broom_rows_blocks(y2, w2, lab2, want_top=False, out=np.empty_like(y2))
+    if orientation == "root_smallest":
+        np.negative(x, out=x)
     return x.reshape(y.shape).astype(out_dtype, copy=False)
 
 

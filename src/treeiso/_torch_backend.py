@@ -411,8 +411,14 @@ def fit_torch(values: Tensor, tree, weights=None, *, orientation="root_largest",
         lab = torch.as_tensor(np.asarray(tree.handle, dtype=np.int64), device=values.device)
         x, top = _broom_op(ys, w2, lab.expand(ys.shape[0], -1).contiguous(), native)
     else:
-        parent = torch.as_tensor(np.asarray(tree.parent, dtype=np.int64))
-        x, top = _tree_op(ys, w2, parent.to(values.device), method)
+        from ._api import _IRT_KERNELS, DEFAULT_HEAP, resolve_method
+
+        kernel = resolve_method(method, tree)
+        if kernel not in _IRT_KERNELS:  # an empty chain: any kernel does
+            kernel = DEFAULT_HEAP
+        order = torch.from_numpy(np.array(tree.order))  # host tensors: the kernel runs there
+        parent_pos = torch.from_numpy(np.array(tree.parent_pos))
+        x, top = _tree_op(ys, w2, order, parent_pos, kernel)
     if sign < 0:
         x = -x
     x = x.reshape(values.shape).to(out_dtype)
@@ -436,8 +442,10 @@ def _compact_labels(lab: Tensor) -> Tensor:
     return out[..., :k]
 
 
-def fit_topk_torch(values: Tensor, labels, weights=None) -> Tensor:
+def fit_topk_torch(values: Tensor, labels, weights=None, *, orientation="root_largest"
+                   ) -> Tensor:
     """Torch implementation of :func:`treeiso.fit_topk` (see there)."""
+    check_orientation(orientation)
     if not isinstance(labels, Tensor):
         raise TypeError(f"values is a torch.Tensor but labels is {type(labels).__name__}: "
                         "pass both as tensors")
