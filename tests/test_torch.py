@@ -84,9 +84,23 @@ def test_native_chain_hands_long_cascades_to_host(monkeypatch):
     monkeypatch.setattr(tb, "_CHAIN_ROUNDS_PER_BIT", 1)
     y = np.r_[np.arange(n - 1, 0, -1.0), 10.0 * n][None]
     y = np.concatenate([y, np.zeros_like(y)])
+    calls = []
+    host = tb._chain_host
+
+    def spy(yh, wh, *args):
+        calls.append(yh.shape[0])
+        return host(yh, wh, *args)
+
+    monkeypatch.setattr(tb, "_chain_host", spy)
     ref = treeiso.fit(y, treeiso.Tree.chain(n))
+    w = np.random.default_rng(3).uniform(0.5, 2.0, size=(1, n))  # shared by both rows
+    ref_w = treeiso.fit(y, treeiso.Tree.chain(n), w)
     x, _ = tb._chain_op(torch.tensor(y), None, torch.arange(n), True)
+    assert calls == [1]  # only the long cascade went to the host
     np.testing.assert_allclose(x.numpy(), ref, rtol=1e-12)
+    x, _ = tb._chain_op(torch.tensor(y), torch.tensor(w), torch.arange(n), True)
+    assert calls == [1, 1]
+    np.testing.assert_allclose(x.numpy(), ref_w, rtol=1e-12)
 
 
 def test_native_broom_matches_host_kernel():
@@ -98,6 +112,35 @@ def test_native_broom_matches_host_kernel():
     xn, tn = tb._broom_op(y, w, lab, True)
     torch.testing.assert_close(xn, xh, rtol=1e-12, atol=1e-12)
     assert torch.equal(tn, th)
+
+
+@pytest.mark.parametrize("wkind", ["none", "rows", "shared"])
+def test_broom_sort_strategy_and_fallback(wkind, monkeypatch):
+    rng = np.random.default_rng(9)
+    y = rng.normal(size=(40, 25))
+    y[::5] = np.round(y[::5])
+    w = {"none": None, "rows": np.exp(rng.normal(size=y.shape) * 2),
+         "shared": np.exp(rng.normal(size=(1, 25)) * 2)}[wkind]
+    lab = torch.tensor(rng.integers(-1, 25, size=(40, 3)))
+    ref = treeiso.fit_topk(y, lab.numpy(), w)
+    yt = torch.tensor(y)
+    wt = None if w is None else torch.tensor(w)
+    labc = tb._compact_labels(lab)
+    xs, _ = tb._broom_native(yt, wt, labc, "sort")
+    torch.testing.assert_close(xs, torch.tensor(ref), rtol=1e-12, atol=1e-12)
+    # No fixed-point round allowed: the native path must fall back to the sort.
+    calls = []
+    native = tb._broom_native
+
+    def spy(*args):
+        calls.append(args[3] if len(args) > 3 else None)
+        return native(*args)
+
+    monkeypatch.setattr(tb, "_BROOM_ROUNDS", 0)
+    monkeypatch.setattr(tb, "_broom_native", spy)
+    xf, _ = tb._broom_op(yt, wt, lab, True)
+    assert calls == [None, "sort"]  # the op's call, then the fallback's
+    torch.testing.assert_close(xf, torch.tensor(ref), rtol=1e-12, atol=1e-12)
 
 
 def test_shared_weight_row_values_and_gradients():

@@ -221,7 +221,7 @@ def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor, strategy: str | None
             if torch.equal(vn, v):
                 break
             v = vn
-        else:  # pragma: no cover - adversarial data only
+        else:  # adversarial data only (tests force it with _BROOM_ROUNDS = 0)
             return _broom_native(y, w, lab, "sort")
     # Handle values: means A(s, t) with the last node augmented by the absorbed leaves.
     ar = torch.arange(k, device=dev)
@@ -466,5 +466,9 @@ def fit_topk_torch(values: Tensor, labels, weights=None, *, orientation="root_la
                          f"{tuple(lead)}") from None
     y2, w2, out_dtype = _prepare(values, weights)
     lab2 = lab.reshape(y2.shape[0], lab.shape[-1]).contiguous()
-    x, _ = _broom_op(y2, w2, lab2, values.device.type != "cpu")
+    if orientation == "root_smallest":  # every constraint reversed: fit -y, negate
+        x, _ = _broom_op(-y2, w2, lab2, values.device.type != "cpu")
+        x = -x
+    else:
+        x, _ = _broom_op(y2, w2, lab2, values.device.type != "cpu")
     return x.reshape(values.shape).to(out_dtype)
