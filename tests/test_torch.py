@@ -269,6 +269,8 @@ def test_errors():
         treeiso.fit(torch.ones(2, 3), t, torch.ones(4, 3))
     with pytest.raises(ValueError, match="method"):
         treeiso.fit(torch.ones(3), treeiso.Tree.star(3), method="pav")
+    with pytest.raises(ValueError, match="backend"):
+        treeiso.fit(torch.zeros(3), [-1, 0, 0], backend="numba")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
