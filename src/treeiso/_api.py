@@ -82,8 +82,9 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         Direction of the order constraints.
     method : {"auto", "pav", "star", "broom", "irt", "irt-pairing", "irt-leftist", "irt-binomial"}, default="auto"
         ``"auto"`` picks from ``tree.kind``: pool-adjacent-violators for
-        chains (O(n)), the closed form for stars (expected O(n)) and brooms
-        (star-plus-edge trees), IRT-BIN (O(n log n)) otherwise. ``"irt"``
+        chains (O(n)), the star/broom kernel for stars and brooms
+        (star-plus-edge trees; a few O(n) passes in practice, O(n log n) at
+        worst), IRT-BIN (O(n log n)) otherwise. ``"irt"``
         is IRT-BIN with the default (pairing) heap; ``"irt-pairing"``,
         ``"irt-leftist"`` and ``"irt-binomial"`` (the published variant)
         choose the mergeable heap. IRT-BIN solves every tree; the others
@@ -145,6 +146,11 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     if is_torch_tensor(values) or backend == "torch":
         if not is_torch_tensor(values):
             raise TypeError("backend='torch' needs values given as a torch.Tensor")
+        if backend not in ("auto", "torch"):
+            raise ValueError(
+                f"backend={backend!r} takes NumPy input; torch tensors run on "
+                "backend='auto' or 'torch' (convert with .numpy() for the others)"
+            )
         from ._torch_backend import fit_torch
 
         return fit_torch(values, tree, weights, orientation=orientation,
@@ -158,7 +164,7 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     w = prepare_weights(weights, y.shape)
     y2 = as_rows(y)
     if backend == "scipy":
-        if method not in ("auto",):
+        if method != "auto":
             raise ValueError("backend='scipy' takes method='auto' only")
         from ._scipy_ref import bvls_rows
 
@@ -219,8 +225,6 @@ def fit_rows(y, w, tree, *, orientation="root_largest", method="auto",
 
             labels = np.ascontiguousarray(
                 np.broadcast_to(tree.handle.astype(np.int64), (n_rows, tree.handle.size)))
-            if w.shape[0] == 1 and n_rows > 1:
-                w = np.ascontiguousarray(np.broadcast_to(w, (n_rows, n)))
             x, top = broom_rows_blocks(y, w, labels, want_top=return_blocks, out=x)
             if return_blocks:
                 blocks = top

@@ -16,7 +16,7 @@ from ._validation import (
 __all__ = ["certify", "Certificate"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Certificate:
     """Outcome of :func:`certify`.
 
@@ -75,11 +75,11 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
 
     Parameters
     ----------
-    values : array-like of shape (..., n)
-        The data ``y``.
+    values : array-like or torch.Tensor of shape (..., n)
+        The data ``y``. Tensors are detached and copied to the CPU.
     tree : Tree or array-like of int
         The tree or its parent array.
-    solution : array-like of shape (..., n)
+    solution : array-like or torch.Tensor of shape (..., n)
         The candidate ``x``.
     weights : array-like, optional
         Positive weights broadcastable to ``values``. Default 1.

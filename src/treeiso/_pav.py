@@ -15,41 +15,59 @@ def pav_rows(y, w, chain, x, blocks, need_blocks):
     weights), 1 (shared), B}. ``chain``: node ids from the root down.
     ``x``: float64 (B, n) output. ``blocks``: int64 (B, n) output, filled with
     the top node of each node's block when ``need_blocks``.
+
+    The newest block (mean ``m_top``, weight ``w_top``, first position
+    ``s_top``) lives in registers; older blocks are on array stacks. This
+    keeps the common no-violation step to one comparison and three stores.
     """
     n_rows, n = y.shape
     n_w = w.shape[0]
-    mean = np.empty(n)           # stack of block means
-    weight = np.empty(n)         # stack of block weights
-    first = np.empty(n, np.int64)  # stack of block starts (positions in chain)
+    mean = np.empty(n)             # stack of finished block means
+    weight = np.empty(n)           # ... their weights
+    first = np.empty(n, np.int64)  # ... their first positions in the chain
     for b in range(n_rows):
         wr = 0 if n_w <= 1 else b
-        top = -1
-        for i in range(n):
+        depth = 0
+        v = chain[0]
+        m_top = y[b, v]
+        w_top = w[wr, v] if n_w > 0 else 1.0
+        s_top = 0
+        for i in range(1, n):
             v = chain[i]
             m = y[b, v]
             wt = w[wr, v] if n_w > 0 else 1.0
-            start = i
-            # Pool while the block above is smaller (ties are not pooled).
-            while top >= 0 and mean[top] < m:
-                w_new = weight[top] + wt
-                # Convex-combination update: no overflow, no cancellation.
-                m = mean[top] + (wt / w_new) * (m - mean[top])
-                wt = w_new
-                start = first[top]
-                top -= 1
-            top += 1
-            mean[top] = m
-            weight[top] = wt
-            first[top] = start
+            if m <= m_top:
+                # Ordered (ties are not pooled): the top block is final for now.
+                mean[depth] = m_top
+                weight[depth] = w_top
+                first[depth] = s_top
+                depth += 1
+                m_top = m
+                w_top = wt
+                s_top = i
+            else:
+                # Pool into the top block, then with older blocks while they
+                # are smaller. Convex-combination updates: no overflow and no
+                # cancellation of large sums.
+                w_new = w_top + wt
+                m_top += (wt / w_new) * (m - m_top)
+                w_top = w_new
+                while depth > 0 and mean[depth - 1] < m_top:
+                    depth -= 1
+                    w_new = weight[depth] + w_top
+                    m_top = mean[depth] + (w_top / w_new) * (m_top - mean[depth])
+                    w_top = w_new
+                    s_top = first[depth]
+        mean[depth] = m_top
+        first[depth] = s_top
         # Write the blocks out, last one first.
         end = n
-        while top >= 0:
-            m = mean[top]
-            s = first[top]
+        for q in range(depth, -1, -1):
+            m = mean[q]
+            s = first[q]
             head = chain[s]
             for i in range(s, end):
                 x[b, chain[i]] = m
                 if need_blocks:
                     blocks[b, chain[i]] = head
             end = s
-            top -= 1

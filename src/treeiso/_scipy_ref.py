@@ -11,7 +11,7 @@ constraints become the bounds ``d_c >= 0``: a BVLS problem.
 
 import numpy as np
 
-_MAX_N = 20_000
+_MAX_N = 5_000      # three dense n x n float64 matrices: 600 MB at the cap
 
 
 def ancestor_matrix(tree):

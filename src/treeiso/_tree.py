@@ -4,6 +4,8 @@ import operator
 
 import numpy as np
 
+from ._validation import is_torch_tensor
+
 __all__ = ["Tree", "as_tree"]
 
 _KINDS = ("chain", "star", "broom", "general")
@@ -18,18 +20,14 @@ def _index_dtype(n):
     return np.int32 if n < 2**31 - 1 else np.int64
 
 
-def _is_torch_tensor(obj):
-    return type(obj).__module__.split(".")[0] == "torch"
-
-
 def _as_index_array(obj, what):
     """Convert ``obj`` to a 1-D integer NumPy array, rejecting non-integers."""
-    if _is_torch_tensor(obj):
+    if is_torch_tensor(obj):
         obj = obj.detach().cpu().numpy()
     arr = np.asarray(obj)
     if arr.dtype == object:
         raise TypeError(f"{what} must be an array of integers, got objects")
-    if arr.dtype.kind == "b" or arr.dtype.kind not in "iu":
+    if arr.dtype.kind not in "iu":
         if arr.size == 0 and arr.dtype.kind == "f":
             arr = arr.astype(np.int64)
         else:
