@@ -29,8 +29,9 @@ def fit_topk(values, labels, weights=None, *, orientation="root_largest"):
     (2021), ``k = 1`` a star). ``-1`` entries of ``labels`` are padding; a label repeated in
     a row counts once, at its first position (same-class Mixup is a star). A row with no label
     is returned unchanged. The result equals ``treeiso.fit(values[b], Tree.broom(c, l))``.
-With ``orientation="root_smallest"`` every constraint is reversed,
-``x_{l_0} <= x_{l_1} <= ... <= x_j``, as in :func:`treeiso.fit`.
+
+    With ``orientation="root_smallest"`` every constraint is reversed,
+    ``x_{l_0} <= x_{l_1} <= ... <= x_j``, as in :func:`treeiso.fit`.
 
     Parameters
     ----------
