@@ -9,7 +9,7 @@ insert and delete-max are O(log n), all iterative.
 import numpy as np
 from numba import njit
 
-from ._irt_common import load_row, write_row
+from ._irt_common import absorb, load_row, write_row
 
 
 @njit(cache=True, inline="always")
@@ -124,10 +124,7 @@ def irt_binomial_rows(y, w, order, parent_pos, x, blocks, need_blocks):
                 if not mean[c] > mean[v]:
                     break
                 h = _delete(h, c, mean, degree, child, sibling)
-                w_new = weight[v] + weight[c]
-                mean[v] += (weight[c] / w_new) * (mean[c] - mean[v])
-                weight[v] = w_new
-                merged[c] = True
+                absorb(v, c, mean, weight, merged)
                 h = _meld(h, heap[c], mean, degree, child, sibling)
             heap[v] = h
             p = parent_pos[v]

@@ -1,4 +1,4 @@
-"""Row set-up and write-out shared by the IRT-BIN kernels (one per heap type).
+"""Row set-up, block merge and write-out shared by the IRT-BIN kernels (one per heap).
 
 The kernels work on breadth-first positions: position ``i`` holds node
 ``order[i]``, and ``parent_pos[i] < i`` is its parent's position.
@@ -18,6 +18,16 @@ def load_row(y, w, b, order, mean, weight, heap, merged):
         weight[i] = w[wr, v] if n_w > 0 else 1.0
         heap[i] = -1
         merged[i] = False
+
+
+@njit(cache=True, inline="always")
+def absorb(v, c, mean, weight, merged):
+    """Merge block ``c`` into block ``v``: weighted mean by a convex-combination
+    update (no large sums, no cancellation); ``c`` is marked as merged."""
+    w_new = weight[v] + weight[c]
+    mean[v] += (weight[c] / w_new) * (mean[c] - mean[v])
+    weight[v] = w_new
+    merged[c] = True
 
 
 @njit(cache=True)

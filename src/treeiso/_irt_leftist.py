@@ -13,7 +13,7 @@ and melded iteratively along the right spines, whose length is at most
 import numpy as np
 from numba import njit
 
-from ._irt_common import load_row, write_row
+from ._irt_common import absorb, load_row, write_row
 
 # Right spines of two leftist heaps of < 2**63 nodes sum to at most 126.
 _SPINE = 128
@@ -89,10 +89,7 @@ def irt_leftist_rows(y, w, order, parent_pos, x, blocks, need_blocks):
             while h >= 0 and mean[h] > mean[v]:
                 c = h
                 h = _meld(left[c], right[c], mean, left, right, rank, stack)
-                w_new = weight[v] + weight[c]
-                mean[v] += (weight[c] / w_new) * (mean[c] - mean[v])
-                weight[v] = w_new
-                merged[c] = True
+                absorb(v, c, mean, weight, merged)
                 h = _meld(h, heap[c], mean, left, right, rank, stack)
             heap[v] = h
             p = parent_pos[v]

@@ -11,7 +11,7 @@ every node once but deletes only when blocks merge, which suits pairing heaps.
 import numpy as np
 from numba import njit
 
-from ._irt_common import load_row, write_row
+from ._irt_common import absorb, load_row, write_row
 
 
 @njit(cache=True, inline="always")
@@ -85,10 +85,7 @@ def irt_pairing_rows(y, w, order, parent_pos, x, blocks, need_blocks):
             while h >= 0 and mean[h] > mean[v]:
                 c = h
                 h = _pop(c, mean, child, sibling)
-                w_new = weight[v] + weight[c]
-                mean[v] += (weight[c] / w_new) * (mean[c] - mean[v])
-                weight[v] = w_new
-                merged[c] = True
+                absorb(v, c, mean, weight, merged)
                 h = _meld(h, heap[c], mean, child, sibling)
             heap[v] = h
             p = parent_pos[v]
@@ -97,6 +94,5 @@ def irt_pairing_rows(y, w, order, parent_pos, x, blocks, need_blocks):
                 child[v] = -1
                 sibling[v] = -1
                 heap[p] = _meld(heap[p], v, mean, child, sibling)
-        # Parents before children: a merged node takes its parent's block.
         # The heaps are spent: ``heap`` now receives each position's block top.
         write_row(b, order, parent_pos, mean, heap, merged, x, blocks, need_blocks)
