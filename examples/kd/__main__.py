@@ -13,6 +13,14 @@ are reused):
   table3   Table 3 (median step time ratio to KD)
   fig4     Fig. 4 (KD-i accuracy vs calibrated fraction)
   fig5     Fig. 5 (KD-p accuracy vs sigma)
+  report   write the generated report (tables .md/.rst/.csv, figures) from the finished runs of the
+           current settings, without training: --out DIR (default <run-dir>/report),
+           --readme FILE rewrites its <!-- report:NAME --> blocks
+
+Every run is identified by its full settings, the data's content (or generator parameters) and,
+for students, the teacher's weights: a finished run is reused only under the same identity;
+--reuse-only never trains and stops, naming what differs, when a run is missing. The
+configuration is checked before anything runs (unknown keys, out-of-range values).
 
 Profiles: quick (default), full, gpu, paper (``--profile``), or ``--config FILE.yaml``.
 Distributed: ``torchrun --nproc_per_node=N -m examples.kd <command> ...``.
@@ -25,7 +33,8 @@ import os
 import sys
 import time
 
-COMMANDS = ("run", "data", "teacher", "students", "train", "fig1", "table1", "table3", "fig4", "fig5")
+COMMANDS = ("run", "data", "teacher", "students", "train", "fig1", "table1", "table3", "fig4", "fig5", "report")
+TRAIN_AUGS = {"kd": ("none",), "kd-aug": ("mixup", "cutmix"), "kd-i": ("mixup", "cutmix"), "kd-p": ("mixup", "cutmix")}
 
 
 def parse(argv=None):
@@ -45,10 +54,15 @@ def parse(argv=None):
                    help="reuse finished runs and continue interrupted ones from their checkpoint (default)")
     p.add_argument("--no-resume", dest="resume", action="store_false",
                    help="retrain every run from scratch (files are overwritten)")
+    p.add_argument("--reuse-only", action="store_true",
+                   help="never train: reuse finished runs of the current settings, stop naming what differs "
+                        "when one is missing")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--method", default="kd-i", help="train: kd | kd-aug | kd-i | kd-p")
-    p.add_argument("--aug", default="mixup", help="train: none | mixup | cutmix")
-    p.add_argument("--seed", type=int, default=0, help="train: student seed")
+    p.add_argument("--aug", default=None, help="train: none (kd) | mixup | cutmix (default: none for kd, else mixup)")
+    p.add_argument("--seed", default="0", help="train: student seed (an integer >= 0)")
+    p.add_argument("--out", help="report: output folder (default <run-dir>/report)")
+    p.add_argument("--readme", help="report: a Markdown file whose <!-- report:NAME --> blocks are rewritten")
     a, rest = p.parse_known_args(argv)
     bad = [r for r in rest if "=" not in r or r.startswith("-")]
     if bad:
@@ -58,8 +72,21 @@ def parse(argv=None):
 
 
 def build_config(a):
-    from .config import load_config
+    """The checked configuration of the parsed arguments ``a``; raises ConfigError."""
+    from .config import ConfigError, check_config, load_config
+    from .schema import parse_int_list
 
+    if a.command == "train":
+        if a.method not in TRAIN_AUGS:
+            raise ConfigError(f"--method must be one of {', '.join(TRAIN_AUGS)}, got {a.method!r}")
+        a.aug = a.aug or TRAIN_AUGS[a.method][0]
+        if a.aug not in TRAIN_AUGS[a.method]:
+            raise ConfigError(f"--aug for --method {a.method} must be one of {', '.join(TRAIN_AUGS[a.method])}, "
+                              f"got {a.aug!r}")
+        a.seed = parse_int_list(a.seed, "--seed")
+        if len(a.seed) != 1:
+            raise ConfigError("--seed takes one integer (use --seeds for several)")
+        a.seed = a.seed[0]
     cfg = load_config(a.profile, a.config, a.overrides)
     if a.run_dir:
         cfg["run_dir"] = a.run_dir
@@ -74,15 +101,17 @@ def build_config(a):
         data["cache_dir"] = a.cache_dir
     if a.device:
         cfg["device"] = a.device
-    if a.seeds:
-        cfg["seeds"] = [int(s) for s in a.seeds.split(",")]
+    if a.seeds is not None:
+        cfg["seeds"] = parse_int_list(a.seeds, "--seeds")
     if a.time_budget is not None:
         cfg["time_budget"] = a.time_budget
     if a.resume is not None:
         cfg["resume"] = a.resume
     if a.no_progress:
         cfg["progress"] = False
-    return cfg
+    if a.reuse_only or a.command == "report":
+        cfg["reuse_only"] = True
+    return check_config(cfg, "command line")
 
 
 def main(argv=None):
@@ -90,7 +119,12 @@ def main(argv=None):
     if argv and "=" in argv[0] and not argv[0].startswith("-"):
         argv = ["run"] + argv
     a = parse(argv)
-    cfg = build_config(a)
+    from .config import ConfigError
+
+    try:
+        cfg = build_config(a)  # every check before anything is trained or written
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
     import torch
 
     from .train import setup_determinism
@@ -104,8 +138,26 @@ def main(argv=None):
     t0 = time.perf_counter()
     try:
         study = Study(cfg)
-    except (FileNotFoundError, ImportError) as e:  # missing data: say what is expected, no traceback
+    except (FileNotFoundError, ImportError, ValueError) as e:  # data problems: one line, no traceback
         sys.exit(f"error: {e}")
+    try:
+        out = _steps(a, cfg, study)
+    except Exception as e:
+        from .train import NonFiniteLoss, RunMissing
+
+        if isinstance(e, (NonFiniteLoss, RunMissing)) or (isinstance(e, RuntimeError) and a.command == "report"):
+            sys.exit(f"error: {e}")
+        raise
+    if study.rank == 0:
+        if a.command == "run":
+            print("\n" + "=" * 78)
+            print("\n\n".join(o for o in out if o))
+        print(f"\n[{a.command}] done in {time.perf_counter() - t0:.0f}s; outputs in {study.root}/analysis")
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def _steps(a, cfg, study):
     cmd = a.command
     steps = cfg.get("pipeline", ["teacher", "students", "fig1", "table1", "table3"]) if cmd == "run" else [cmd]
     study.plan(steps)
@@ -119,12 +171,12 @@ def main(argv=None):
         elif step == "students":
             study.students()
         elif step == "train":
-            from .train import RunSpec
-
-            sc = cfg["student"]
-            spec = RunSpec(f"{a.method}_{a.aug}_s{a.seed}", sc["arch"], a.method, a.aug, a.seed,
-                           sc["epochs"], dict(cfg.get("loss", {})))
-            study.students([spec])
+            row = a.method
+            if a.method == "kd-i":
+                row = study._kdi_row(cfg.get("loss", {}).get("calibrated_fraction", 1.0))
+            elif a.method == "kd-p":
+                row = study._kdp_row(cfg.get("loss", {}).get("sigma", 2.0))
+            study.students([study._student(row, a.method, a.aug, a.seed, dict(cfg.get("loss", {})))])
         elif step == "fig1":
             out.append(study.fig1())
         elif step == "table1":
@@ -133,15 +185,11 @@ def main(argv=None):
             out.append(study.table3())
         elif step in ("fig4", "fig5"):
             out.append(study.sweep(step))
+        elif step == "report":
+            study.report(a.out if cmd == "report" else None, a.readme if cmd == "report" else None)
         else:
             raise ValueError(f"unknown pipeline step {step!r}")
-    if study.rank == 0:
-        if cmd == "run":
-            print("\n" + "=" * 78)
-            print("\n\n".join(o for o in out if o))
-        print(f"\n[{cmd}] done in {time.perf_counter() - t0:.0f}s; outputs in {study.root}/analysis")
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    return out
 
 
 def _data_grid(study):
@@ -149,7 +197,7 @@ def _data_grid(study):
         return
     import numpy as np
 
-    from .analysis import _plt
+    from .report import plt as _plt
 
     d = study.data
     k = min(20, d.num_classes)

@@ -1,47 +1,34 @@
 """Analysis: the paper's Fig. 1a/1b, Table 1, Fig. 4, Fig. 5 and Table 3 from saved results.
 
-Every function writes Markdown + CSV (+ JSON) tables and PNG figures (matplotlib, Agg) into an
-output folder and returns the numbers it wrote.
+Every function writes Markdown + reST + CSV (+ JSON) tables and PNG figures (matplotlib, Agg)
+into an output folder (via :mod:`examples.kd.report`) and returns the Markdown it wrote. The
+functions take plain entries (dicts), not run folders: the caller selects the records of the
+current configuration.
 """
 
 from __future__ import annotations
 
-import csv
 import json
+import math
+import shutil
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["order_stats", "table1", "sweep_figure", "write_table", "fig1_figure", "timing_table"]
+from .report import bar_figure, fmt_ci, mean_ci, paired, write_table
+from .report import plt as _plt
 
+__all__ = ["order_stats", "table1", "sweep_figure", "write_table", "fig1_figure", "timing_table", "write_report",
+           "ROW_LABEL"]
+
+#: Table 1's rows, in order. ``kd-i-raw`` is the control: KD-i's extra beta-weighted term against
+#: the raw teacher (``calibrated_fraction = 0``), so KD-i minus it is the effect of calibration alone.
+ROW_LABEL = {"kd": "KD", "kd-aug": "KD-aug", "kd-i": "KD-i", "kd-i-raw": "KD-i, raw teacher (control)",
+             "kd-p": "KD-p"}
 METHOD_LABEL = {"kd": "KD", "kd-aug": "KD-aug", "kd-i": "KD-i", "kd-p": "KD-p"}
-
-
-def write_table(rows: list[dict], out_base: Path, title: str = "") -> str:
-    """Write ``rows`` as ``<out_base>.md`` and ``.csv``; returns the Markdown text."""
-    out_base.parent.mkdir(parents=True, exist_ok=True)
-    cols = list(rows[0]) if rows else []
-    md = ([f"### {title}", ""] if title else []) + ["| " + " | ".join(cols) + " |",
-                                                      "|" + "|".join("---" for _ in cols) + "|"]
-    md += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    text = "\n".join(md) + "\n"
-    out_base.with_suffix(".md").write_text(text)
-    with open(out_base.with_suffix(".csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        w.writerows(rows)
-    return text
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+AUG_LABEL = {"none": "—", "mixup": "Mixup", "cutmix": "CutMix"}
 
 
 # ----------------------------------------------------------------------------- Fig. 1
@@ -85,8 +72,10 @@ def order_stats(logits: torch.Tensor, labels: torch.Tensor, lam: torch.Tensor) -
                 holds=holds.numpy())
 
 
-def fig1_figure(stats: dict, out_dir: Path) -> str:
-    """Fig. 1a (Kendall tau) and Fig. 1b (share with original labels in the top-2) + a table."""
+def fig1_figure(stats: dict, out_dir: Path, stamp: dict | None = None) -> str:
+    """Fig. 1a (Kendall tau) and Fig. 1b (share with original labels in the top-2) + a table.
+
+    ``stamp`` (what the numbers depend on) is saved in ``fig1.json`` for the report's check."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for kind, s in stats.items():
@@ -97,7 +86,7 @@ def fig1_figure(stats: dict, out_dir: Path) -> str:
                      "all_labels_in_top2_%": f"{100 * np.mean(s['top2']):.1f}",
                      "order_violated_%": f"{100 * (1 - np.mean(s['holds'])):.1f}"})
     md = write_table(rows, out_dir / "fig1", "Fig. 1: teacher soft-label order vs hard-label order")
-    (out_dir / "fig1.json").write_text(json.dumps(rows, indent=1))
+    (out_dir / "fig1.json").write_text(json.dumps({"stamp": stamp or {}, "rows": rows}, indent=1))
     plt = _plt()
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
     kinds = list(stats)
@@ -119,67 +108,73 @@ def fig1_figure(stats: dict, out_dir: Path) -> str:
 
 
 # ----------------------------------------------------------------------------- Table 1
-def _ms(v):
-    v = np.asarray(v, float)
-    return f"{v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.2f}"
-
-
-def table1(results: list[dict], out_dir: Path, methods=("kd", "kd-aug", "kd-i", "kd-p"),
-           augs=("mixup", "cutmix"), metric="best_acc") -> str:
-    """Table 1 analogue: mean ± std over seeds and paired differences vs KD-aug (same aug, seed).
-
-    KD uses no mixing, so its row is the same in both augmentation columns (as in the paper).
+def table1(entries: list[dict], out_dir: Path, augs=("mixup", "cutmix"), metric="best_acc") -> str:
+    """Table 1 analogue from ``entries`` (dicts with ``row`` in :data:`ROW_LABEL`, ``aug``, ``seed``,
+    ``metric``, ``violation``): mean with a 95 % t interval over seeds, the paired difference to
+    KD-aug of the same augmentation and seed (95 % interval), and for KD-i the paired difference to
+    its control. KD uses no mixing; its row appears once. Writes ``table1.{md,rst,csv,json,png}``.
     """
-    acc = defaultdict(dict)  # (method, aug) -> seed -> acc
+    acc = defaultdict(dict)  # (row, aug) -> seed -> value
     viol = defaultdict(list)
-    for r in results:
-        if r.get("method") in methods and not r.get("tag"):
-            aug = "none" if r["method"] == "kd" else r["aug"]
-            acc[(r["method"], aug)][r["seed"]] = r[metric]
-            viol[(r["method"], aug)].append(r.get("violation", 0.0))
-    rows, raw = [], []
-    for m in methods:
-        for a in augs:
-            key = (m, "none") if m == "kd" else (m, a)
+    for e in entries:
+        key = (e["row"], "none" if e["row"] == "kd" else e["aug"])
+        acc[key][e["seed"]] = float(e[metric])
+        viol[key].append(float(e.get("violation", 0.0)))
+    rows, raw, panels = [], [], {AUG_LABEL[a]: [] for a in augs}
+    name = metric.replace("_", " ")
+    for rk in ROW_LABEL:
+        for a in (["none"] if rk == "kd" else augs):
+            key = (rk, a)
             if key not in acc:
                 continue
-            seeds = sorted(acc[key])
-            ref = acc.get(("kd-aug", a), {})
-            common = [s for s in seeds if s in ref]
-            diff = [acc[key][s] - ref[s] for s in common]
-            row = {"method": METHOD_LABEL[m], "aug": a, "seeds": len(seeds),
-                   f"{metric} (%)": _ms([acc[key][s] for s in seeds]),
-                   "Δ vs KD-aug (paired)": _ms(diff) if common and m != "kd-aug" else "—",
-                   "teacher order violated (%)": f"{100 * np.mean(viol[key]):.1f}"}
-            rows.append(row)
-            raw.append(dict(method=m, aug=a, seeds=seeds, acc=[acc[key][s] for s in seeds],
-                            paired_diff=diff, violation=float(np.mean(viol[key]))))
-    md = write_table(rows, out_dir / "table1", f"Table 1 analogue ({metric.replace('_', ' ')})")
+            vals = acc[key]
+            m, h = mean_ci(vals.values())
+            vs_aug = [paired(vals, acc.get(("kd-aug", b), {})) for b in ([a] if a != "none" else augs)]
+            d_aug = " / ".join(fmt_ci(p["mean"], p["half"], signed=True) for p in vs_aug) if rk != "kd-aug" else "—"
+            ctrl = paired(vals, acc.get(("kd-i-raw", a), {})) if rk == "kd-i" else None
+            rows.append({"method": ROW_LABEL[rk], "aug": AUG_LABEL[a], "seeds": len(vals),
+                         f"{name} (%)": fmt_ci(m, h),
+                         "Δ vs KD-aug": d_aug if vs_aug and vs_aug[0]["n"] else "—",
+                         "Δ vs control": fmt_ci(ctrl["mean"], ctrl["half"], signed=True) if ctrl and ctrl["n"] else "—",
+                         "teacher order violated (%)": f"{100 * np.mean(viol[key]):.1f}"})
+            raw.append(dict(row=rk, aug=a, seeds=list(vals), values=list(vals.values()), mean=m, ci95=h,
+                            paired_vs_kd_aug=vs_aug, paired_vs_control=ctrl, violation=float(np.mean(viol[key]))))
+            for b in ([a] if a != "none" else augs):
+                panels[AUG_LABEL[b]].append((ROW_LABEL[rk].replace(", raw teacher (control)", "\nraw (control)"), m, h))
+    note = (f"Mean ± 95 % t-interval half width over seeds; Δ: paired over seeds (KD's Δ: vs KD-aug with "
+            f"{' / '.join(AUG_LABEL[a] for a in augs)}). Control: KD-i's extra β-weighted term against the raw "
+            f"teacher (calibrated fraction 0); KD-i's Δ vs control is the effect of the calibration alone.")
+    md = write_table(rows, out_dir / "table1", f"Table 1 analogue ({name})", note)
     (out_dir / "table1.json").write_text(json.dumps(raw, indent=1))
+    if metric == "best_acc" and any(panels.values()):
+        bar_figure({k: v for k, v in panels.items() if v}, out_dir / "table1.png",
+                   f"student {name} (%)", "Table 1: mean and 95 % interval over seeds")
     return md
 
 
 # ----------------------------------------------------------------------------- Figs. 4 and 5
-def sweep_figure(results: list[dict], key: str, out_dir: Path, name: str, xlabel: str, title: str) -> str:
-    """Accuracy (mean ± std over seeds) against a swept loss setting ``key`` (Fig. 4, Fig. 5).
+def sweep_figure(entries: list[dict], out_dir: Path, name: str, xlabel: str, title: str) -> str:
+    """Accuracy (mean with a 95 % t interval over seeds) against a swept loss setting (Fig. 4, 5).
 
-    ``results``: the runs of the sweep (one method and augmentation), each with ``loss_cfg[key]``.
+    ``entries``: dicts with ``x`` (the setting), ``seed`` and ``best_acc``.
     """
-    by = defaultdict(list)
-    for r in results:
-        by[float(r["loss_cfg"][key])].append(r["best_acc"])
+    by = defaultdict(dict)
+    for e in entries:
+        by[float(e["x"])][e["seed"]] = float(e["best_acc"])
     xs = sorted(by)
-    rows = [{xlabel: x, "seeds": len(by[x]), "best_acc (%)": _ms(by[x])} for x in xs]
-    md = write_table(rows, out_dir / name, title)
-    (out_dir / f"{name}.json").write_text(json.dumps({str(x): by[x] for x in xs}, indent=1))
+    cis = [mean_ci(by[x].values()) for x in xs]
+    rows = [{xlabel: f"{x:g}", "seeds": len(by[x]), "best_acc (%)": fmt_ci(m, h)} for x, (m, h) in zip(xs, cis)]
+    md = write_table(rows, out_dir / name, title.replace("\n", " "), "Mean ± 95 % t-interval half width over seeds.")
+    (out_dir / f"{name}.json").write_text(json.dumps({f"{x:g}": by[x] for x in xs}, indent=1))
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    m = [np.mean(by[x]) for x in xs]
-    s = [np.std(by[x], ddof=1) if len(by[x]) > 1 else 0 for x in xs]
-    ax.errorbar(xs, m, yerr=s, marker="o", capsize=3)
+    fig, ax = plt.subplots(figsize=(4.8, 3.6))
+    ax.errorbar(xs, [m for m, _ in cis], yerr=[h if math.isfinite(h) else 0 for _, h in cis], marker="o",
+                capsize=3)
+    for x in xs:
+        ax.scatter([x] * len(by[x]), list(by[x].values()), s=8, color="grey", alpha=0.6, zorder=3)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("student test accuracy (%)")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(out_dir / f"{name}.png", dpi=120)
     plt.close(fig)
@@ -187,23 +182,81 @@ def sweep_figure(results: list[dict], key: str, out_dir: Path, name: str, xlabel
 
 
 # ----------------------------------------------------------------------------- Table 3
-def timing_table(times: dict, train_medians: dict, out_dir: Path) -> str:
-    """Table 3: median training-step time per method as a ratio to KD.
+def timing_table(times: dict, train_medians: dict, out_dir: Path, stamp: dict | None = None) -> str:
+    """Table 3: median training-step time per (method, augmentation) as a ratio to KD.
 
-    ``times``: method -> list of step times from the interleaved benchmark; ``train_medians``:
-    method -> median step time measured during the training runs.
+    ``times``: (method, aug) -> step times from the interleaved benchmark; ``train_medians``:
+    (method, aug) -> median step time of the training runs. ``stamp`` is saved in ``table3.json``.
     """
-    ref = np.median(times["kd"])
+    ref = float(np.median(times[("kd", "none")]))
+    trk = train_medians.get(("kd", "none"))
     rows = []
-    for m, ts in times.items():
-        tr = train_medians.get(m)
-        trk = train_medians.get("kd")
-        rows.append({"method": METHOD_LABEL.get(m, m), "median step (ms)": f"{1e3 * np.median(ts):.1f}",
-                     "ratio to KD": f"{np.median(ts) / ref:.3f}",
+    for (m, a), ts in times.items():
+        tr = train_medians.get((m, a))
+        rows.append({"method": METHOD_LABEL.get(m, m), "aug": AUG_LABEL.get(a, a),
+                     "median step (ms)": f"{1e3 * np.median(ts):.1f}", "ratio to KD": f"{np.median(ts) / ref:.3f}",
                      "ratio to KD (training runs)": f"{tr / trk:.3f}" if tr and trk else "—"})
-    aug, i = np.median(times.get("kd-aug", [np.nan])), np.median(times.get("kd-i", [np.nan]))
-    md = write_table(rows, out_dir / "table3", "Table 3: training-step time relative to KD")
-    md += f"\nKD-i / KD-aug = {i / aug:.3f} (target <= 1.02; the paper's per-sample loop: 3.33 / 1.02)\n"
-    (out_dir / "table3.json").write_text(json.dumps({m: list(map(float, t)) for m, t in times.items()}, indent=1))
-    (out_dir / "table3.md").write_text(md)
+    augs = sorted({a for _, a in times if a != "none"}, key=["mixup", "cutmix"].index)
+    ratios = {a: float(np.median(times[("kd-i", a)]) / np.median(times[("kd-aug", a)])) for a in augs
+              if ("kd-i", a) in times and ("kd-aug", a) in times}
+    note = ("KD-i / KD-aug = " + ", ".join(f"{r:.3f} ({AUG_LABEL[a]})" for a, r in ratios.items()) +
+            " (the paper's per-sample loop: 3.33 / 1.02). Interleaved benchmark: the combinations take turns "
+            "on the same batches, each step the training loop's own `train_step`.")
+    md = write_table(rows, out_dir / "table3", "Table 3: training-step time relative to KD", note)
+    (out_dir / "table3.json").write_text(json.dumps(
+        {"stamp": stamp or {}, "rows": rows, "kd_i_over_kd_aug": ratios, "note": note,
+         "times": {f"{m}/{a}": list(map(float, t)) for (m, a), t in times.items()}}, indent=1))
+    return md
+
+
+# ----------------------------------------------------------------------------- the report
+def _saved(path: Path, stamp: dict, command: str) -> dict:
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing: run `python -m examples.kd {command}` (same options) first")
+    d = json.loads(path.read_text())
+    if not isinstance(d, dict) or d.get("stamp", {}).get("digest") != stamp["digest"]:
+        raise RuntimeError(f"{path} was made with other settings (teacher or analysis options): run "
+                           f"`python -m examples.kd {command}` (same options) first")
+    return d
+
+
+def write_report(study, out: Path, sweeps: dict, stamps: dict) -> dict:
+    """The generated report of ``study`` (current runs only) in ``out``: ``setup``, ``table1``,
+    ``fig1``, ``table3`` and the sweeps as .md/.rst (+ .csv, .png). Returns name -> Markdown."""
+    from .report import md_table, rst_table
+
+    out.mkdir(parents=True, exist_ok=True)
+    cfg, md = study.cfg, {}
+    d = cfg.get("data", {})
+    data_desc = (f"{d.get('name', 'glyphs')}: {study.data.num_classes} classes, {study.data.size('train')} train / "
+                 f"{study.data.size('test')} test images" + (f", {d.get('size')}x{d.get('size')}"
+                                                             if d.get("name", "glyphs") == "glyphs" else ""))
+    setup = [{"": "data", "value": data_desc},
+             {"": "teacher", "value": f"{cfg['teacher']['arch']}, {cfg['teacher']['epochs']} epochs, "
+                                      f"best test accuracy {study.teacher_acc:.2f} %"},
+             {"": "students", "value": f"{cfg['student']['arch']}, {cfg['student']['epochs']} epochs, seeds "
+                                       f"{', '.join(map(str, cfg.get('seeds', [0])))}"},
+             {"": "loss", "value": ", ".join(f"{k} {v}" for k, v in cfg.get("loss", {}).items())},
+             {"": "teacher run", "value": study.teacher_record["run_id"]}]
+    md["setup"] = md_table(setup)
+    (out / "setup.md").write_text(md["setup"])
+    (out / "setup.rst").write_text(rst_table(setup, title="Setup"))
+    md["table1"] = table1(study.table1_entries(), out, cfg.get("augs", ["mixup", "cutmix"]))
+    table1(study.table1_entries(), out / "last", cfg.get("augs", ["mixup", "cutmix"]), metric="last_acc")
+    for name, cmd in (("fig1", "fig1"), ("table3", "table3")):
+        if name not in cfg.get("pipeline", []):
+            continue
+        saved = _saved(study.out / f"{name}.json", stamps[name], cmd)
+        title = ("Fig. 1: teacher soft-label order vs hard-label order" if name == "fig1"
+                 else "Table 3: training-step time relative to KD")
+        md[name] = write_table(saved["rows"], out / name, title, saved.get("note", ""))
+        if name == "fig1":
+            shutil.copyfile(study.out / "fig1.png", out / "fig1.png")
+    for name, entries in sweeps.items():
+        aug = {"mixup": "Mixup", "cutmix": "CutMix"}[cfg.get("analysis", {}).get("sweep_aug", "mixup")]
+        if name == "fig4":
+            md[name] = sweep_figure(entries, out, name, "calibrated fraction",
+                                    f"Fig. 4: KD-i ({aug}) accuracy\nvs fraction of calibrated samples")
+        else:
+            md[name] = sweep_figure(entries, out, name, "sigma", f"Fig. 5: KD-p ({aug}) accuracy vs sigma")
     return md

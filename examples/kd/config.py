@@ -10,10 +10,52 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-__all__ = ["load_config", "apply_override", "PROFILES"]
+from .schema import AnyOf, Bool, Choice, ConfigError, Float, Int, ListOf, Str, validate
+
+__all__ = ["load_config", "apply_override", "PROFILES", "SCHEMA", "STEPS", "check_config", "ConfigError"]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 PROFILES = ("quick", "full", "gpu", "paper")
+STEPS = ("data", "teacher", "students", "fig1", "table1", "table3", "fig4", "fig5", "report")
+METHODS = ("kd", "kd-aug", "kd-i", "kd-p")  # = losses.METHODS (kept torch-free here)
+MODEL_NAMES = ("resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
+               "resnet8x4", "resnet32x4", "resnet18", "resnet34", "resnet50", "resnet101",
+               "imagenet_resnet18", "imagenet_resnet34")  # = models.MODEL_NAMES (tested)
+_pos = dict(min=0, min_open=True)
+_unit = dict(min=0, max=1)
+_arch = Choice(*MODEL_NAMES)
+#: Every key the image study reads, with its type and range (checked before anything runs).
+SCHEMA = {
+    "profile": Str(), "run_dir": Str(), "device": Str(), "threads": AnyOf(Choice("auto"), Int(min=0)),
+    "seeds": ListOf(Int(min=0), min_len=1, unique=True),
+    "data": {"name": Choice("glyphs", "cifar100", "cifar10", "npz", "imagefolder"),
+             "num_classes": Int(min=2, max=1000), "train_per_class": Int(min=1), "test_per_class": Int(min=1),
+             "size": Int(min=4), "seed": Int(min=0), "root": Str(none=True), "cache_dir": Str(none=True),
+             "flip": Bool(), "pad": Int(min=0), "resize": Int(min=1)},
+    "teacher": {"arch": _arch, "epochs": Int(min=1), "seed": Int(min=0)},
+    "student": {"arch": _arch, "epochs": Int(min=1)},
+    "optim": {"lr": Float(**_pos), "lr_decay": Float(min=0, max=1, min_open=True),
+              "milestones": ListOf(Float(**_unit)), "momentum": Float(min=0, max=1, max_open=True),
+              "weight_decay": Float(min=0), "batch_size": Int(min=1), "nesterov": Bool()},
+    "loss": {"alpha": Float(**_unit), "tau": Float(**_pos), "beta": Float(min=0), "sigma": Float(min=0),
+             "calibrate_on": Choice("logits", "probs"), "penalty_on": Choice("probs", "logits"),
+             "calibrated_fraction": Float(**_unit)},
+    "aug": {"alpha": Float(**_pos)},
+    "methods": ListOf(Choice(*METHODS), min_len=1, unique=True),
+    "augs": ListOf(Choice("mixup", "cutmix"), min_len=1, unique=True),
+    "analysis": {"fig1_samples": Int(min=1), "timing_rounds": Int(min=1), "timing_warmup": Int(min=0),
+                 "fractions": ListOf(Float(**_unit), min_len=1, unique=True),
+                 "sigmas": ListOf(Float(min=0), min_len=1, unique=True),
+                 "sweep_aug": Choice("mixup", "cutmix"), "timing_aug": Choice("mixup", "cutmix"),
+                 "control": Bool()},
+    "pipeline": ListOf(Choice(*STEPS), min_len=1),
+    "time_budget": Float(none=True, **_pos), "resume": Bool(), "reuse_only": Bool(), "progress": Bool(),
+}
+
+
+def check_config(cfg: dict, where: str = "config") -> dict:
+    """``cfg`` checked against :data:`SCHEMA` (a normalised copy); raises :class:`ConfigError`."""
+    return validate(cfg, SCHEMA, where)
 
 
 def _merge(a: dict, b: dict) -> dict:
@@ -37,7 +79,7 @@ def _read(name_or_path) -> dict:
                                 f"or a path to a YAML file)")
     cfg = yaml.safe_load(p.read_text()) or {}
     if not isinstance(cfg, dict):
-        raise ValueError(f"config {p} must be a mapping")
+        raise ConfigError(f"config {p} must be a mapping")
     base = cfg.pop("base", None)
     return _merge(_read(base), cfg) if base else cfg
 
@@ -53,22 +95,32 @@ def apply_override(cfg: dict, item: str) -> dict:
     import yaml
 
     if "=" not in item:
-        raise ValueError(f"override {item!r} must look like key.sub=value")
+        raise ConfigError(f"override {item!r} must look like key.sub=value")
     key, val = item.split("=", 1)
+    if not key.strip() or any(not p for p in key.strip().split(".")):
+        raise ConfigError(f"override {item!r}: empty key")
     out = copy.deepcopy(cfg)
     node = out
     parts = key.strip().split(".")
     for p in parts[:-1]:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
-            raise ValueError(f"override {item!r}: {p!r} is not a section")
-    node[parts[-1]] = yaml.safe_load(val)
+            raise ConfigError(f"override {item!r}: {p!r} is not a section")
+    try:
+        node[parts[-1]] = yaml.safe_load(val)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
     return out
 
 
-def load_config(profile="quick", config=None, overrides=()) -> dict:
-    """The merged config: ``profile`` (or file ``config``), then each ``overrides`` item."""
+def load_config(profile="quick", config=None, overrides=(), check=True) -> dict:
+    """The merged config: ``profile`` (or file ``config``), then each ``overrides`` item, checked
+    against :data:`SCHEMA` (unknown keys and out-of-range values raise :class:`ConfigError`)."""
     cfg = _read(config or profile)
+    if check:
+        cfg = check_config(cfg, f"profile {config or profile!r}")
     for o in overrides:
         cfg = apply_override(cfg, o)
+        if check:  # check each override on its own, so the message names it
+            cfg = check_config(cfg, f"override {o!r}")
     return cfg

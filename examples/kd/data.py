@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["ImageData", "load_data", "make_glyphs", "load_cifar", "load_npz", "ImageFolderData"]
+__all__ = ["ImageData", "load_data", "data_identity", "make_glyphs", "load_cifar", "load_npz", "check_arrays",
+           "ImageFolderData"]
 
 
 # ----------------------------------------------------------------------------- synthetic glyphs
@@ -135,6 +136,12 @@ def _render(templates, distract, extent, labels, size, gen):
     return (img.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
+def _glyph_key(num_classes, train_per_class, test_per_class, size, seed) -> dict:
+    """The generator's parameters (``v``: the generator's version; bump it when _render changes)."""
+    return dict(v=2, c=int(num_classes), tr=int(train_per_class), te=int(test_per_class), s=int(size),
+                seed=int(seed))
+
+
 def make_glyphs(num_classes=100, train_per_class=500, test_per_class=100, size=32, seed=0,
                 cache_dir=None) -> dict:
     """Generate (or load from cache) the synthetic glyph set; returns a dict of uint8/int64 arrays.
@@ -147,7 +154,7 @@ def make_glyphs(num_classes=100, train_per_class=500, test_per_class=100, size=3
     """
     if not 2 <= num_classes <= 1000:
         raise ValueError(f"glyphs: num_classes must be in 2..1000, got {num_classes}")
-    key = dict(v=2, c=num_classes, tr=train_per_class, te=test_per_class, s=size, seed=seed)
+    key = _glyph_key(num_classes, train_per_class, test_per_class, size, seed)
     path = None
     if cache_dir is not None:
         tag = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
@@ -179,30 +186,40 @@ def _unpickle(path: Path):
         return pickle.load(f, encoding="bytes")
 
 
-def load_cifar(root, name="cifar100") -> dict:
-    """Load CIFAR-10/100 from the standard python pickle folder (no download)."""
-    sub = {"cifar100": "cifar-100-python", "cifar10": "cifar-10-batches-py"}[name]
-    files = {"cifar100": (["train"], ["test"]),
-             "cifar10": ([f"data_batch_{i}" for i in range(1, 6)], ["test_batch"])}[name]
-    root = Path(root) if root else None
-    if root is None:
+_CIFAR_FILES = {"cifar100": (["train"], ["test"]),
+                "cifar10": ([f"data_batch_{i}" for i in range(1, 6)], ["test_batch"])}
+_CIFAR_SUB = {"cifar100": "cifar-100-python", "cifar10": "cifar-10-batches-py"}
+
+
+def _cifar_folder(root, name) -> Path:
+    sub, files = _CIFAR_SUB[name], _CIFAR_FILES[name]
+    if not root:
         raise FileNotFoundError(f"{name}: pass --data-root pointing at the '{sub}' folder "
                                 f"(or its parent); nothing is downloaded")
+    root = Path(root)
     folder = root / sub if (root / sub).is_dir() else root
+    for fn in files[0] + files[1]:
+        if not (folder / fn).is_file():
+            raise FileNotFoundError(f"{name}: expected the python pickle file {folder / fn} "
+                                    f"(folder '{sub}' with {', '.join(files[0] + files[1])}); "
+                                    f"nothing is downloaded")
+    return folder
+
+
+def load_cifar(root, name="cifar100") -> dict:
+    """Load CIFAR-10/100 from the standard python pickle folder (no download)."""
+    files = _CIFAR_FILES[name]
+    folder = _cifar_folder(root, name)
     key = b"fine_labels" if name == "cifar100" else b"labels"
     out = {}
     for split, names in zip(("train", "test"), files):
         xs, ys = [], []
         for fn in names:
-            p = folder / fn
-            if not p.is_file():
-                raise FileNotFoundError(f"{name}: expected the python pickle file {p} "
-                                        f"(folder '{sub}' with {', '.join(files[0] + files[1])}); "
-                                        f"nothing is downloaded")
-            d = _unpickle(p)
+            d = _unpickle(folder / fn)
             xs.append(np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32))
             ys.append(np.asarray(d[key], np.int64))
         out[f"x_{split}"], out[f"y_{split}"] = np.concatenate(xs), np.concatenate(ys)
+    check_arrays(out, name)
     return out
 
 
@@ -216,17 +233,68 @@ def _to_nchw_uint8(x: np.ndarray, what: str) -> np.ndarray:
         x = x.transpose(0, 3, 1, 2)
     if x.shape[1] not in (1, 3):
         raise ValueError(f"npz: {what} needs 1 or 3 channels, got shape {x.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"npz: {what} holds no images")
+    if min(x.shape[2:]) < 4:
+        raise ValueError(f"npz: {what} images must be at least 4x4 pixels, got shape {x.shape}")
     if x.shape[1] == 1:
         x = np.repeat(x, 3, axis=1)
-    if x.dtype != np.uint8:
-        x = np.asarray(x, np.float64)
-        scale = 255.0 if x.max(initial=0) <= 1.0 + 1e-6 else 1.0
-        x = np.clip(np.round(x * scale), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(x)
+    if x.dtype == np.uint8:
+        return np.ascontiguousarray(x)
+    if x.dtype.kind != "f":
+        raise ValueError(f"npz: {what} must be uint8 (0..255) or float (0..1), got dtype {x.dtype}")
+    x = np.asarray(x, np.float64)
+    if not np.isfinite(x).all():
+        raise ValueError(f"npz: {what} holds NaN or infinite values")
+    if x.min() < 0 or x.max() > 1:
+        raise ValueError(f"npz: float {what} must lie in [0, 1], got [{x.min():.3g}, {x.max():.3g}] "
+                         f"(store 0..255 images as uint8)")
+    return np.ascontiguousarray(np.round(x * 255).astype(np.uint8))
+
+
+def _labels(y: np.ndarray, what: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"npz: {what} must be a vector of class indices, got shape {y.shape}")
+    if y.dtype.kind not in "iu":
+        raise ValueError(f"npz: {what} must hold integers (class indices 0..C-1), got dtype {y.dtype}")
+    if len(y) and y.min() < 0:
+        raise ValueError(f"npz: {what} holds negative labels (min {y.min()}); classes are 0..C-1")
+    return y.astype(np.int64)
+
+
+def check_arrays(d: dict, source: str = "npz") -> None:
+    """Check an in-memory set: lengths agree, labels are 0..C-1 with every class seen in training,
+    test labels within the training classes, train and test images of one shape."""
+    for split in ("train", "test"):
+        nx, ny = len(d[f"x_{split}"]), len(d[f"y_{split}"])
+        if nx != ny:
+            raise ValueError(f"{source}: x_{split} has {nx} images but y_{split} has {ny} labels")
+        if nx == 0:
+            raise ValueError(f"{source}: the {split} split is empty")
+    if d["x_train"].shape[1:] != d["x_test"].shape[1:]:
+        raise ValueError(f"{source}: train images {d['x_train'].shape[1:]} and test images "
+                         f"{d['x_test'].shape[1:]} differ in shape")
+    classes = np.unique(d["y_train"])
+    c = int(classes[-1]) + 1
+    if len(classes) != c:
+        missing = sorted(set(range(c)) - set(classes.tolist()))
+        raise ValueError(f"{source}: training labels must cover 0..{c - 1}; classes {missing[:10]} have no "
+                         f"training image")
+    extra = sorted(set(np.unique(d["y_test"]).tolist()) - set(classes.tolist()))
+    if extra:
+        raise ValueError(f"{source}: test labels {extra[:10]} are not training classes (0..{c - 1})")
 
 
 def load_npz(path) -> dict:
-    """Load ``x_train, y_train, x_test, y_test`` from an ``.npz`` (uint8 or float, NHWC or NCHW)."""
+    """Load ``x_train, y_train, x_test, y_test`` from an ``.npz`` (uint8 or float, NHWC or NCHW).
+
+    Checked: shapes (1 or 3 channels, at least 4x4), dtypes (uint8, or float in [0, 1]), one
+    label per image, integer labels 0..C-1 with every class in training, test labels among the
+    training classes. Each problem raises ``ValueError`` naming the array.
+    """
     if not path:
         raise FileNotFoundError("npz: pass --data-root pointing at a .npz file with "
                                 "x_train, y_train, x_test, y_test")
@@ -238,7 +306,8 @@ def load_npz(path) -> dict:
         if missing:
             raise ValueError(f"npz: {p} lacks {missing}; it has {z.files}")
         out = {k: _to_nchw_uint8(z[k], k) for k in ("x_train", "x_test")}
-        out.update({k: np.asarray(z[k]).astype(np.int64).reshape(-1) for k in ("y_train", "y_test")})
+        out.update({k: _labels(z[k], k) for k in ("y_train", "y_test")})
+    check_arrays(out, f"npz {p.name}")
     return out
 
 
@@ -369,8 +438,40 @@ class ImageFolderData:
         return (x - self.mean.to(device)) / self.std.to(device), y.to(device)
 
 
+def data_identity(cfg: dict) -> dict:
+    """What determines the data a config loads: the generator's parameters (glyphs) or a content
+    hash of the file(s) (cifar, npz), plus the train-time transform. Part of every run's identity.
+
+    ``imagefolder`` trees are identified by their listing (relative paths and sizes), not by
+    hashing every image.
+    """
+    from .runs import config_digest, file_digest
+
+    name = cfg.get("name", "glyphs")
+    root = cfg.get("root")
+    if name == "glyphs":
+        return {"name": name, "generator": _glyph_key(cfg.get("num_classes", 100), cfg.get("train_per_class", 500),
+                                                      cfg.get("test_per_class", 100), cfg.get("size", 32),
+                                                      cfg.get("seed", 0))}
+    if name in ("cifar100", "cifar10"):
+        folder = _cifar_folder(root, name)
+        files = _CIFAR_FILES[name][0] + _CIFAR_FILES[name][1]
+        return {"name": name, "files": config_digest({f: file_digest(folder / f) for f in files})}
+    if name == "npz":
+        load_npz(root)  # checks the file before anything is trained
+        return {"name": name, "file": file_digest(root)}
+    if name == "imagefolder":
+        r = Path(root)
+        listing = sorted((f.relative_to(r).as_posix(), f.stat().st_size) for f in r.rglob("*") if f.is_file())
+        return {"name": name, "listing": config_digest({"files": listing})}
+    raise ValueError(f"unknown data.name {name!r}; choose glyphs, cifar100, cifar10, npz, imagefolder")
+
+
 def load_data(cfg: dict, run_dir) -> "ImageData | ImageFolderData":
-    """Build the data set described by a config's ``data`` section (see module docstring)."""
+    """Build the data set described by a config's ``data`` section (see module docstring).
+
+    The result carries ``identity``: :func:`data_identity` plus the effective transform.
+    """
     name = cfg.get("name", "glyphs")
     root = cfg.get("root")
     if name == "glyphs":
@@ -383,10 +484,14 @@ def load_data(cfg: dict, run_dir) -> "ImageData | ImageFolderData":
     elif name == "npz":
         d, flip = load_npz(root), cfg.get("flip", True)
     elif name == "imagefolder":
-        return ImageFolderData(root, cfg.get("size", 224), cfg.get("resize", 256))
+        out = ImageFolderData(root, cfg.get("size", 224), cfg.get("resize", 256))
+        out.identity = dict(data_identity(cfg), size=out.size_px, resize=out.resize)
+        return out
     else:
         raise ValueError(f"unknown data.name {name!r}; choose glyphs, cifar100, cifar10, npz, imagefolder")
     t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in d.items()}
     nc = int(max(t["y_train"].max(), t["y_test"].max())) + 1
     pad = cfg.get("pad", max(1, t["x_train"].shape[-1] // 8))
-    return ImageData(t["x_train"], t["y_train"], t["x_test"], t["y_test"], nc, flip, pad, name)
+    out = ImageData(t["x_train"], t["y_train"], t["x_test"], t["y_test"], nc, flip, pad, name)
+    out.identity = dict(data_identity(cfg), flip=bool(flip), pad=int(pad))
+    return out

@@ -1,6 +1,8 @@
 """The study as a pipeline of steps (one command each): teacher, students, Fig. 1, Table 1,
-Table 3, Fig. 4, Fig. 5. Completed runs are reused (``resume``), so each step trains only what
-is missing; results are appended to ``<run_dir>/results.jsonl`` as they are produced.
+Table 3, Fig. 4, Fig. 5 and the report. Completed runs of the same identity are reused
+(``resume``), so each step trains only what is missing; records are appended to
+``<run_dir>/results.jsonl`` as they are produced, and every table is built only from the records
+of the current configuration (selected by run id, :func:`examples.kd.runs.select_records`).
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import analysis
+from . import analysis, runs
 from .augment import mix_batch
 from .data import load_data
 from .losses import build_loss
 from .models import build_model
-from .train import RunSpec, dist_info, load_model, train_run
+from .train import (RunSpec, dist_info, load_model, make_optimizer, run_identity, state_digest, train_run,
+                    train_step)
 
 __all__ = ["Study"]
 
@@ -53,18 +56,20 @@ class Study:
             torch.set_num_threads(int(threads))
         self.root = Path(cfg.get("run_dir", "runs/quick"))
         self.out = self.root / "analysis"
+        self.resume = bool(cfg.get("resume", True))
+        self.reuse_only = bool(cfg.get("reuse_only", False))
+        self.progress = bool(cfg.get("progress", True))
+        t0 = time.perf_counter()
+        self.data = load_data(dict(cfg.get("data", {})), self.root)  # checked before anything is written
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
         self._barrier()
-        self.resume = bool(cfg.get("resume", True))
-        self.progress = bool(cfg.get("progress", True))
-        t0 = time.perf_counter()
-        self.data = load_data(dict(cfg.get("data", {})), self.root)
         self.log(f"device {self.device}, {torch.get_num_threads()} thread(s), world size {self.world}")
         self.log(f"data: {cfg['data'].get('name', 'glyphs')}, {self.data.num_classes} classes, "
                  f"{self.data.size('train')} train / {self.data.size('test')} test images "
                  f"({time.perf_counter() - t0:.1f}s)")
         self._teacher = None
+        self.teacher_digest = None
         self._planned = False
         self.echo_tables = True
         self._logged = set()
@@ -83,46 +88,72 @@ class Study:
         if self.dist:
             torch.distributed.barrier()
 
-    def results(self) -> list[dict]:
-        p = self.root / "results.jsonl"
-        if not p.exists():
-            return []
-        seen = {}
-        for line in p.read_text().splitlines():
-            if line.strip():
-                r = json.loads(line)
-                seen[r["run_id"]] = r
-        return list(seen.values())
+    @property
+    def results_path(self) -> Path:
+        return self.root / "results.jsonl"
 
-    def _record(self, result, tag=None):
-        if result is None or self.rank != 0:
+    def _record(self, rec):
+        if rec is None or self.rank != 0:
             return
-        if tag:
-            result = dict(result, tag=tag)
-        if any(r == result for r in self.results()):  # a reused run: already recorded
-            return
-        with open(self.root / "results.jsonl", "a") as f:
-            f.write(json.dumps(result) + "\n")
+        if any(r["run_id"] == rec["run_id"] for r in runs.read_records(self.results_path)):
+            return  # a reused run: already recorded
+        runs.append_record(self.results_path, rec)
 
-    def _run(self, spec, teacher=None, tag=None):
-        res = train_run(spec, self.data, self.cfg, self.root, self.device, teacher=teacher,
-                        resume=self.resume, progress=self.progress)
-        self._record(res, tag)
-        if res is not None and spec.run_id not in self._logged:
-            self._logged.add(spec.run_id)
-            self.log(f"{spec.run_id}: best {res['best_acc']:.2f}% last {res['last_acc']:.2f}%")
-        return res
+    def _run(self, spec, teacher=None):
+        rec = train_run(spec, self.data, self.cfg, self.root, self.device, teacher=teacher,
+                        teacher_digest=self.teacher_digest if teacher is not None else None,
+                        resume=self.resume, reuse_only=self.reuse_only, progress=self.progress, log=self.log)
+        self._record(rec)
+        if rec is not None and rec["run_id"] not in self._logged:
+            self._logged.add(rec["run_id"])
+            self.log(f"{rec['run_id']}: best {rec['best_acc']:.2f}% last {rec['last_acc']:.2f}%")
+        return rec
 
-    def student_specs(self, seeds=None):
-        cfg, specs = self.cfg, []
+    def run_id(self, spec) -> str:
+        """The id a spec's run has under the current configuration (needs the teacher)."""
+        self.teacher()
+        td = None if spec.method == "teacher" else self.teacher_digest
+        return runs.run_id(spec.name, run_identity(spec, self.cfg, self.data.identity, td, self.world))
+
+    # ------------------------------------------------------------------ which runs
+    def _student(self, row, method, aug, seed, loss):
+        return RunSpec(f"{row}_{aug}_s{seed}", self.cfg["student"]["arch"], method, aug, seed,
+                       self.cfg["student"]["epochs"], loss)
+
+    def _kdi_row(self, fraction):
+        f = float(fraction)
+        return "kd-i" if f == 1.0 else "kd-i-raw" if f == 0.0 else f"kd-i-f{f:g}"
+
+    def _kdp_row(self, sigma):
+        main = float(self.cfg.get("loss", {}).get("sigma", 2.0))
+        return "kd-p" if float(sigma) == main else f"kd-p-sigma{float(sigma):g}"
+
+    def student_rows(self, seeds=None):
+        """Table 1's runs as ``(row, spec)``: KD, then KD-aug, KD-i, the control (KD-i with the raw
+        teacher in its extra term, ``calibrated_fraction = 0``) and KD-p for each augmentation."""
+        cfg, out = self.cfg, []
+        main = dict(cfg.get("loss", {}))
+        control = cfg.get("analysis", {}).get("control", True)
         for seed in seeds if seeds is not None else cfg.get("seeds", [0]):
             for m in cfg.get("methods", ["kd", "kd-aug", "kd-i", "kd-p"]):
                 for aug in (["none"] if m == "kd" else cfg.get("augs", ["mixup", "cutmix"])):
-                    specs.append(RunSpec(f"{m}_{aug}_s{seed}", cfg["student"]["arch"], m, aug, seed,
-                                         cfg["student"]["epochs"], dict(cfg.get("loss", {}))))
-        return specs
+                    if m == "kd-i":
+                        f = float(main.get("calibrated_fraction", 1.0))
+                        out.append(("kd-i", self._student(self._kdi_row(f), m, aug, seed, main)))
+                        if control and f != 0.0:
+                            loss = dict(main, calibrated_fraction=0.0)
+                            out.append(("kd-i-raw", self._student("kd-i-raw", m, aug, seed, loss)))
+                    else:
+                        row = self._kdp_row(main.get("sigma", 2.0)) if m == "kd-p" else m
+                        out.append((m, self._student(row, m, aug, seed, main)))
+        return out
+
+    def student_specs(self, seeds=None):
+        return [s for _, s in self.student_rows(seeds)]
 
     def sweep_specs(self, name):
+        """Fig. 4 (KD-i, calibrated fraction) or Fig. 5 (KD-p, sigma) runs; the points at the
+        main setting (and fraction 0, the control) are Table 1's runs (same identity, same id)."""
         cfg, a = self.cfg, self.cfg.get("analysis", {})
         aug = a.get("sweep_aug", "mixup")
         key, method, values = {"fig4": ("calibrated_fraction", "kd-i", a.get("fractions", [0, .5, 1])),
@@ -131,26 +162,25 @@ class Study:
         for seed in cfg.get("seeds", [0]):
             for v in values:
                 loss = dict(main, **{key: float(v)})
-                # the point at the main setting is the Table 1 run itself (same id: trained once)
-                rid = (f"{method}_{aug}_s{seed}" if float(main.get(key, -1)) == float(v)
-                       else f"{name}_{key}{float(v):g}_{aug}_s{seed}")
-                specs.append(RunSpec(rid, cfg["student"]["arch"], method, aug, seed,
-                                     cfg["student"]["epochs"], loss))
+                row = self._kdi_row(v) if name == "fig4" else self._kdp_row(v)
+                specs.append(self._student(row, method, aug, seed, loss))
         return specs
 
     # ------------------------------------------------------------------ time budget
     def _step_time(self, arch, method, aug, teacher_arch=None, steps=4):
         model = build_model(arch, self.data.num_classes).to(self.device)
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        opt = make_optimizer(model, self.cfg)
         teacher = build_model(teacher_arch, self.data.num_classes).to(self.device).eval() if teacher_arch else None
         loss_fn = None if method == "teacher" else build_loss(method, self.cfg.get("loss", {}))
         bs = max(1, self.cfg["optim"].get("batch_size", 128) // self.world)
         gen, rng = torch.Generator().manual_seed(0), np.random.default_rng(0)
         idx = torch.arange(min(bs, self.data.size("train")))
+        alpha = float(self.cfg.get("aug", {}).get("alpha", 1.0))
         ts = []
         for i in range(steps + 2):
             t0 = time.perf_counter()
-            _one_step(model, opt, teacher, loss_fn, self.data, idx, self.device, aug, rng, gen)
+            x, y = self.data.get("train", idx, self.device, gen)
+            train_step(model, opt, x, y, teacher, loss_fn, aug, alpha, rng, gen)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             ts.append(time.perf_counter() - t0)
@@ -159,7 +189,7 @@ class Study:
     def plan(self, steps_wanted):
         """With ``time_budget`` (seconds), scale teacher/student epochs to fit; prints the plan."""
         budget = self.cfg.get("time_budget")
-        if not budget or self._planned:
+        if not budget or self._planned or self.reuse_only:
             return
         self._planned = True
         cfg = self.cfg
@@ -167,12 +197,13 @@ class Study:
         extra = 1 + 0.4 * self.data.size("test") / max(1, self.data.size("train"))
         tt = self._step_time(cfg["teacher"]["arch"], "teacher", "none") * n_steps * extra
         ts = self._step_time(cfg["student"]["arch"], "kd-aug", "mixup", cfg["teacher"]["arch"]) * n_steps * extra
-        n_students = 0
-        if "students" in steps_wanted:
-            n_students += len(self.student_specs())
+        wanted = set()
+        if "students" in steps_wanted or "table1" in steps_wanted:
+            wanted |= {s.name for s in self.student_specs()}
         for s in ("fig4", "fig5"):
             if s in steps_wanted:
-                n_students += len(self.sweep_specs(s))
+                wanted |= {sp.name for sp in self.sweep_specs(s)}
+        n_students = len(wanted)
         te, se = cfg["teacher"]["epochs"], cfg["student"]["epochs"]
         need = te * tt + n_students * se * ts
         f = min(1.0, 0.8 * float(budget) / max(need, 1e-9))
@@ -183,25 +214,36 @@ class Study:
                  f"(estimated {te2 * tt + n_students * se2 * ts:.0f}s of training)")
 
     # ------------------------------------------------------------------ steps
+    def teacher_spec(self):
+        t = self.cfg["teacher"]
+        return RunSpec(f"teacher_{t['arch']}_s{t.get('seed', 0)}", t["arch"], "teacher", "none",
+                       t.get("seed", 0), t["epochs"])
+
     def teacher(self):
         """Train (or load) the teacher; returns it in eval mode."""
         if self._teacher is None:
             t = self.cfg["teacher"]
-            spec = RunSpec(f"teacher_{t['arch']}_s{t.get('seed', 0)}", t["arch"], "teacher", "none",
-                           t.get("seed", 0), t["epochs"])
-            res = self._run(spec)
-            path = self.root / spec.run_id / "final.pt"
-            self._teacher = load_model(path, t["arch"], self.data.num_classes, self.device)
+            rec = self._run(self.teacher_spec())
+            self._teacher = load_model(self.root / rec["run_id"] / "final.pt", t["arch"], self.data.num_classes,
+                                       self.device)
             for p in self._teacher.parameters():
                 p.requires_grad_(False)
-            self.teacher_acc = res["best_acc"] if res else float("nan")
+            self.teacher_digest = state_digest(self._teacher)
+            self.teacher_record = rec
+            self.teacher_acc = rec["best_acc"]
         return self._teacher
 
-    def students(self, specs=None, tag=None):
+    def students(self, specs=None):
+        """Train (or reuse) student runs; returns their records."""
         teacher = self.teacher()
-        main = {s.run_id for s in self.student_specs()}
-        return [self._run(s, teacher, None if s.run_id in main else tag)
-                for s in (specs or self.student_specs())]
+        done, out = {}, []
+        for s in (specs if specs is not None else self.student_specs()):
+            key = (s.name, runs.canonical(run_identity(s, self.cfg, self.data.identity, self.teacher_digest,
+                                                       self.world)))
+            if key not in done:
+                done[key] = self._run(s, teacher)
+            out.append(done[key])
+        return out
 
     def fig1(self):
         """Fig. 1a/1b: teacher order vs hard-label order on original, Mixup and CutMix samples."""
@@ -223,90 +265,141 @@ class Study:
                 labels.append(mb.labels.cpu())
                 lams.append(mb.lam.cpu())
             stats[kind] = analysis.order_stats(torch.cat(logits), torch.cat(labels), torch.cat(lams))
-        md = analysis.fig1_figure(stats, self.out)
+        md = analysis.fig1_figure(stats, self.out, stamp=self._stamp("fig1"))
         self.log(md, echo=self.echo_tables)
         return md
 
+    def _stamp(self, what) -> dict:
+        """What an analysis output depends on beyond the training runs (checked by ``report``)."""
+        a = self.cfg.get("analysis", {})
+        s = dict(teacher=self.teacher_record["run_id"])
+        if what == "fig1":
+            s.update(samples=a.get("fig1_samples", 2000), aug_alpha=float(self.cfg.get("aug", {}).get("alpha", 1.0)))
+        if what == "table3":
+            s.update(student=self.cfg["student"]["arch"], loss=self.cfg.get("loss", {}),
+                     augs=list(self.cfg.get("augs", ["mixup", "cutmix"])), optim=self.cfg.get("optim", {}),
+                     aug_alpha=float(self.cfg.get("aug", {}).get("alpha", 1.0)),
+                     rounds=a.get("timing_rounds", 30), warmup=a.get("timing_warmup", 3))
+        return dict(digest=runs.config_digest(s), **s)
+
+    def table1_entries(self):
+        """Table 1's records (training what is missing unless ``reuse_only``), as analysis entries."""
+        rows = self.student_rows()
+        recs = self.students([s for _, s in rows])
+        return [dict(row=row, **{k: r[k] for k in ("aug", "seed", "best_acc", "last_acc", "violation", "run_id")})
+                for (row, _), r in zip(rows, recs)]
+
     def table1(self):
-        self.students()
+        entries = self.table1_entries()
         if self.rank != 0:
             return ""
-        res = self.results()
-        md = analysis.table1(res, self.out, self.cfg.get("methods"), self.cfg.get("augs"))
-        md_last = analysis.table1(res, self.out / "last", self.cfg.get("methods"), self.cfg.get("augs"),
-                                  metric="last_acc")
-        t = [r for r in res if r["method"] == "teacher"]
-        head = f"Teacher {self.cfg['teacher']['arch']}: {t[0]['best_acc']:.2f}% " if t else ""
-        head += f"-> student {self.cfg['student']['arch']}; best test accuracy, {len(self.cfg.get('seeds', [0]))} seed(s)\n\n"
+        augs = self.cfg.get("augs", ["mixup", "cutmix"])
+        md = analysis.table1(entries, self.out, augs)
+        md_last = analysis.table1(entries, self.out / "last", augs, metric="last_acc")
+        head = (f"Teacher {self.cfg['teacher']['arch']}: {self.teacher_acc:.2f}% -> student "
+                f"{self.cfg['student']['arch']} ({self.cfg['student']['epochs']} epochs); "
+                f"{len(self.cfg.get('seeds', [0]))} seed(s)\n\n")
         self.log(head + md + "\n" + md_last, echo=self.echo_tables)
         return head + md
 
+    def sweep_entries(self, name):
+        key = "calibrated_fraction" if name == "fig4" else "sigma"
+        specs = self.sweep_specs(name)
+        return [dict(x=float(r["loss_cfg"][key]), seed=r["seed"], best_acc=r["best_acc"], run_id=r["run_id"])
+                for r in self.students(specs)]
+
     def sweep(self, name):
-        self.students(self.sweep_specs(name), tag=name)
+        entries = self.sweep_entries(name)
         if self.rank != 0:
             return ""
-        key = "calibrated_fraction" if name == "fig4" else "sigma"
-        title = ("Fig. 4: KD-i accuracy vs fraction of calibrated samples" if name == "fig4"
-                 else "Fig. 5: KD-p accuracy vs sigma")
         aug = self.cfg.get("analysis", {}).get("sweep_aug", "mixup")
-        method = "kd-i" if name == "fig4" else "kd-p"
-        runs = [r for r in self.results() if r["method"] == method and r["aug"] == aug
-                and r.get("tag") in (None, name) and key in r.get("loss_cfg", {})]
-        md = analysis.sweep_figure(runs, key, self.out, name,
-                                   "calibrated fraction" if name == "fig4" else "sigma", title)
+        aug_label = {"mixup": "Mixup", "cutmix": "CutMix"}[aug]
+        if name == "fig4":
+            title, xlabel = f"Fig. 4: KD-i ({aug_label}) accuracy\nvs fraction of calibrated samples", \
+                "calibrated fraction"
+        else:
+            title, xlabel = f"Fig. 5: KD-p ({aug_label}) accuracy vs sigma", "sigma"
+        md = analysis.sweep_figure(entries, self.out, name, xlabel, title)
         self.log(md, echo=self.echo_tables)
         return md
 
     def table3(self):
-        """Table 3: interleaved step-time benchmark (median per method, ratio to KD)."""
+        """Table 3: interleaved step-time benchmark of every (method, augmentation) of Table 1,
+        each a call of the training loop's own :func:`~examples.kd.train.train_step`."""
         teacher = self.teacher()
         if self.rank != 0:
             return ""
         a = self.cfg.get("analysis", {})
         rounds, warm = int(a.get("timing_rounds", 30)), int(a.get("timing_warmup", 3))
-        aug = a.get("timing_aug", "mixup")
-        methods = [("kd", "none"), ("kd-aug", aug), ("kd-i", aug), ("kd-p", aug)]
+        augs = list(self.cfg.get("augs", ["mixup", "cutmix"]))
+        combos = [("kd", "none")] + [(m, ag) for ag in augs for m in ("kd-aug", "kd-i", "kd-p")]
         bs = self.cfg["optim"].get("batch_size", 128)
+        alpha = float(self.cfg.get("aug", {}).get("alpha", 1.0))
         models, opts, losses, gens = {}, {}, {}, {}
-        for m, _ in methods:
+        for c in combos:
             torch.manual_seed(0)
-            models[m] = build_model(self.cfg["student"]["arch"], self.data.num_classes).to(self.device)
-            opts[m] = torch.optim.SGD(models[m].parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-            losses[m] = build_loss(m, self.cfg.get("loss", {}))
-            gens[m] = (torch.Generator().manual_seed(1), np.random.default_rng(1))
-        times = {m: [] for m, _ in methods}
+            models[c] = build_model(self.cfg["student"]["arch"], self.data.num_classes).to(self.device)
+            opts[c] = make_optimizer(models[c], self.cfg)
+            losses[c] = build_loss(c[0], self.cfg.get("loss", {}))
+            gens[c] = (torch.Generator().manual_seed(1), np.random.default_rng(1))
+        times = {c: [] for c in combos}
         n = self.data.size("train")
+        k = len(combos)
         for r in range(warm + rounds):
             idx = torch.arange((r * bs) % max(1, n - bs), (r * bs) % max(1, n - bs) + bs) % n
-            order = methods[r % 4:] + methods[:r % 4]  # rotate so no method always runs first
-            for m, ag in order:
+            order = combos[r % k:] + combos[:r % k]  # rotate so no combination always runs first
+            for c in order:
+                g, rng = gens[c]
                 t0 = time.perf_counter()
-                _one_step(models[m], opts[m], teacher, losses[m], self.data, idx, self.device, ag, gens[m][1],
-                          gens[m][0])
+                x, y = self.data.get("train", idx, self.device, g)
+                train_step(models[c], opts[c], x, y, teacher, losses[c], c[1], alpha, rng, g)
                 if self.device.type == "cuda":
                     torch.cuda.synchronize()
                 if r >= warm:
-                    times[m].append(time.perf_counter() - t0)
+                    times[c].append(time.perf_counter() - t0)
         train_med = {}
-        for res in self.results():
-            if res["method"] in times and not res.get("tag") and (res["aug"] in (aug, "none")):
-                train_med.setdefault(res["method"], []).append(res["step_time_median"])
-        train_med = {m: float(np.median(v)) for m, v in train_med.items()}
-        md = analysis.timing_table(times, train_med, self.out)
+        for e in self.table1_entries():
+            if e["row"] in ("kd", "kd-aug", "kd-i", "kd-p"):
+                rec = next(r for r in runs.read_records(self.results_path) if r["run_id"] == e["run_id"])
+                train_med.setdefault((e["row"], e["aug"]), []).append(rec["step_time_median"])
+        train_med = {c: float(np.median(v)) for c, v in train_med.items()}
+        md = analysis.timing_table(times, train_med, self.out, stamp=self._stamp("table3"))
         self.log(md, echo=self.echo_tables)
         return md
 
+    # ------------------------------------------------------------------ report
+    def report(self, out_dir=None, readme=None):
+        """Write the generated report (tables .md/.rst/.csv, figures) from the current runs.
 
-def _one_step(model, opt, teacher, loss_fn, data, idx, device, aug, rng, gen):
-    model.train()
-    x, y = data.get("train", idx, device, gen)
-    if loss_fn is None:
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-    else:
-        mb = mix_batch(x, y, aug, 1.0, rng, gen)
-        with torch.no_grad():
-            t = teacher(mb.x)
-        loss, _ = loss_fn(model(mb.x), t, mb.y_a, mb.y_b, mb.lam, mb.labels, gen)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+        Never trains: every run must exist with the current settings (otherwise
+        :class:`~examples.kd.train.RunMissing` names what differs). Fig. 1 and Table 3 are read from
+        ``analysis/`` and must carry the current teacher and settings.
+        """
+        from . import report as rep
+
+        if self.rank != 0:
+            return ""
+        saved = self.reuse_only
+        self.reuse_only = True
+        try:
+            self.teacher()
+            out = Path(out_dir) if out_dir else self.root / "report"
+            ids = {e["run_id"] for e in self.table1_entries()}
+            pipeline = self.cfg.get("pipeline", [])
+            sweeps = {name: self.sweep_entries(name) for name in ("fig4", "fig5") if name in pipeline}
+            for es in sweeps.values():
+                ids |= {e["run_id"] for e in es}
+        finally:
+            self.reuse_only = saved
+        recs = {r["run_id"]: r for r in runs.select_records(self.results_path, run_ids=ids)}
+        missing = ids - set(recs)
+        if missing:
+            raise RuntimeError(f"results.jsonl lacks the records of {sorted(missing)[:3]} "
+                               f"(their result.json exist): run the study's steps again to record them")
+        stamps = {w: self._stamp(w) for w in ("fig1", "table3")}
+        md = analysis.write_report(self, out, sweeps, stamps)
+        if readme:
+            for name, text in md.items():
+                rep.replace_block(readme, name, text)
+        self.log(f"report written to {out}" + (f"; README blocks updated in {readme}" if readme else ""))
+        return md.get("table1", "")

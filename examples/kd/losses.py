@@ -20,7 +20,7 @@ from torch import nn
 import torch.nn.functional as F
 
 __all__ = ["kd_term", "mixed_ce", "order_penalty", "calibrate", "KDLoss", "KDAugLoss", "KDILoss",
-           "KDPLoss", "build_loss", "METHODS"]
+           "KDPLoss", "build_loss", "loss_params", "METHODS"]
 
 METHODS = ("kd", "kd-aug", "kd-i", "kd-p")
 
@@ -179,16 +179,40 @@ class KDPLoss(KDLoss):
         return base + self.sigma * pen, {"violation": viol, "penalty": pen.detach()}
 
 
+_DEFAULTS = {"alpha": 0.95, "tau": 4.5, "beta": 3.0, "calibrate_on": "logits", "calibrated_fraction": 1.0,
+             "sigma": 2.0, "penalty_on": "probs"}
+_USES = {"kd": ("alpha", "tau"), "kd-aug": ("alpha", "tau"),
+         "kd-i": ("alpha", "tau", "beta", "calibrate_on", "calibrated_fraction"),
+         "kd-p": ("alpha", "tau", "sigma", "penalty_on")}
+
+
+def loss_params(method: str, cfg: dict) -> dict:
+    """The loss settings ``method`` uses, defaults filled in, numbers as floats (a run's identity:
+    changing ``sigma`` does not change a KD-i run).
+
+    Examples
+    --------
+    >>> loss_params("kd-p", {"tau": 2, "beta": 1.0})
+    {'alpha': 0.95, 'tau': 2.0, 'sigma': 2.0, 'penalty_on': 'probs'}
+    """
+    if method not in _USES:
+        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+    out = {}
+    for k in _USES[method]:
+        v = cfg.get(k, _DEFAULTS[k])
+        out[k] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+    return out
+
+
 def build_loss(method: str, cfg: dict) -> nn.Module:
     """Loss module for ``method`` in :data:`METHODS` from a config's ``loss`` section."""
-    a, tau = cfg.get("alpha", 0.95), cfg.get("tau", 4.5)
-    if method in ("kd",):
-        return KDLoss(a, tau)
+    p = loss_params(method, cfg)
+    if p["tau"] <= 0:
+        raise ValueError(f"loss.tau must be > 0, got {p['tau']}")
+    if method == "kd":
+        return KDLoss(p["alpha"], p["tau"])
     if method == "kd-aug":
-        return KDAugLoss(a, tau)
+        return KDAugLoss(p["alpha"], p["tau"])
     if method == "kd-i":
-        return KDILoss(a, tau, cfg.get("beta", 3.0), cfg.get("calibrate_on", "logits"),
-                       cfg.get("calibrated_fraction", 1.0))
-    if method == "kd-p":
-        return KDPLoss(a, tau, cfg.get("sigma", 2.0), cfg.get("penalty_on", "probs"))
-    raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+        return KDILoss(p["alpha"], p["tau"], p["beta"], p["calibrate_on"], p["calibrated_fraction"])
+    return KDPLoss(p["alpha"], p["tau"], p["sigma"], p["penalty_on"])

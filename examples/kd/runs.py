@@ -30,6 +30,7 @@ API
 ``append_record(path, record)``      append one JSON line (flushed and fsynced)
 ``read_records(path) -> list[dict]`` every record, the last one per ``run_id``
 ``select_records(path, run_ids=None, **fields) -> list[dict]``
+``explain_missing(root, name, identity) -> str``  what differs from the saved runs of that name
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 __all__ = ["canonical", "config_digest", "file_digest", "run_id", "diff_identity", "make_record",
-           "append_record", "read_records", "select_records", "flatten"]
+           "append_record", "read_records", "select_records", "flatten", "explain_missing"]
 
 DIGEST_LEN = 10
 
@@ -225,3 +226,25 @@ def select_records(results_path, run_ids: Iterable[str] | None = None, **fields)
         if all(_get(r, k.replace("__", ".")) == v for k, v in fields.items()):
             out.append(r)
     return out
+
+
+def explain_missing(root, name: str, identity: Mapping) -> str:
+    """Why run ``name`` with ``identity`` is not reusable under ``root``: the saved runs of the
+    same name (folders ``<name>-<digest>`` holding ``identity.json``) and what differs from the
+    nearest one. Used where the user asked to reuse and nothing may be trained."""
+    want = run_id(name, identity)
+    others = []
+    for f in sorted(Path(root).glob(f"{name}-*/identity.json")):
+        try:
+            saved = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if f.parent.name != want and f.parent.name.rsplit("-", 1)[0] == name:
+            others.append((len(diff_identity(saved, identity)), f.parent.name, diff_identity(saved, identity)))
+    if (Path(root) / want / "identity.json").exists():
+        return f"run {want} under {root} has not finished (its settings match; resume it by training)"
+    if not others:
+        return f"no saved run {name!r} under {root} (wanted {want})"
+    n, other, diff = min(others)
+    return (f"no saved run {name!r} with the current settings under {root} (wanted {want}); "
+            f"the nearest saved one, {other}, differs in: " + "; ".join(diff))

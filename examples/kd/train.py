@@ -12,6 +12,15 @@ Reproducibility and restarts:
   with ``resume=True`` continues from it; the result equals the uninterrupted run;
 * ``torch.use_deterministic_algorithms(True, warn_only=True)`` and cuDNN determinism are set.
 
+Identity: a run lives in ``<run_root>/<name>-<digest>/`` where the digest covers everything that
+determines it (:func:`run_identity`: model, method, loss settings in use, optimiser, epochs, seed,
+augmentation, the data's identity, the teacher's weights, the world size), see
+:mod:`examples.kd.runs`. A finished run is reused only under the same identity; other settings
+train a new run next to it. ``reuse_only=True`` never trains: a missing run raises
+:class:`RunMissing` naming what differs from the saved runs of that name.
+
+A loss that becomes NaN or infinite stops the run with :class:`NonFiniteLoss`; nothing is recorded.
+
 Distributed: under ``torchrun`` the model is wrapped in ``DistributedDataParallel`` (gloo on CPU,
 NCCL on CUDA), each rank draws its share of every epoch with ``DistributedSampler``, evaluation is
 sharded and summed, and only rank 0 writes logs and checkpoints.
@@ -30,25 +39,71 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import runs
 from .augment import mix_batch
-from .losses import build_loss
+from .losses import build_loss, loss_params
 from .models import build_model
 
-__all__ = ["RunSpec", "train_run", "load_model", "dist_info", "setup_determinism", "evaluate"]
+__all__ = ["RunSpec", "train_run", "train_step", "run_identity", "state_digest", "load_model", "dist_info",
+           "setup_determinism", "evaluate", "NonFiniteLoss", "RunMissing", "OPTIM_DEFAULTS"]
+
+OPTIM_DEFAULTS = dict(lr=0.1, lr_decay=0.2, milestones=[0.3, 0.6, 0.8], momentum=0.9, weight_decay=5e-4,
+                      batch_size=128, nesterov=False)
 
 
 @dataclass
 class RunSpec:
-    """One training run. ``method`` is ``"teacher"`` or a student method; ``aug`` in
-    {"none", "mixup", "cutmix"}."""
+    """One training run. ``name`` is readable (``kd-i_mixup_s0``), the folder adds the identity's
+    digest; ``method`` is ``"teacher"`` or a student method; ``aug`` in {"none", "mixup", "cutmix"};
+    ``loss`` the config's loss section (only the keys the method uses enter the identity)."""
 
-    run_id: str
+    name: str
     arch: str
     method: str
     aug: str = "none"
     seed: int = 0
     epochs: int = 10
     loss: dict = field(default_factory=dict)
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The training loss became NaN or infinite; the run is stopped and not recorded."""
+
+
+class RunMissing(RuntimeError):
+    """``reuse_only``: the run with the current settings has not been trained."""
+
+
+def effective_optim(cfg: dict) -> dict:
+    o = dict(OPTIM_DEFAULTS, **cfg.get("optim", {}))
+    return {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "batch_size"
+                else [float(m) for m in v] if k == "milestones" else v) for k, v in o.items()}
+
+
+def run_identity(spec: RunSpec, cfg: dict, data_identity: dict, teacher_digest: str | None = None,
+                 world: int = 1) -> dict:
+    """Everything that determines a run's result (see module docstring); JSON-able."""
+    ident = dict(arch=spec.arch, method=spec.method, seed=int(spec.seed), epochs=int(spec.epochs),
+                 optim=effective_optim(cfg), data=data_identity, world_size=int(world))
+    if spec.method != "teacher":
+        if teacher_digest is None:
+            raise ValueError("a student's identity needs the teacher's digest")
+        ident.update(aug=spec.aug, loss=loss_params(spec.method, spec.loss), teacher=teacher_digest)
+        if spec.aug != "none":
+            ident["aug_alpha"] = float(cfg.get("aug", {}).get("alpha", 1.0))
+    return ident
+
+
+def state_digest(model) -> str:
+    """SHA-256 (16 hex digits) of a network's weights and buffers (names, dtypes, shapes, bytes)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- environment
@@ -81,16 +136,15 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def _same(result: dict, spec: RunSpec) -> bool:
-    """Does a saved result come from these settings (arch, method, aug, seed, epochs, loss)?"""
-    return all(result.get(k) == v for k, v in (("arch", spec.arch), ("method", spec.method),
-                                                ("aug", spec.aug), ("seed", spec.seed),
-                                                ("epochs", spec.epochs), ("loss_cfg", spec.loss)))
-
-
 def _atomic_save(obj, path: Path):
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_text(text, path: Path):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
@@ -120,37 +174,78 @@ def load_model(path, arch, num_classes, device):
     return m.eval()
 
 
-# ----------------------------------------------------------------------------- the loop
-def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, resume=True,
-              progress=True, stop_after_epoch=None):
-    """Train one network; returns its result dict (also written to ``<run>/result.json``).
+# ----------------------------------------------------------------------------- one step
+def train_step(net, opt, x, y, teacher=None, loss_fn=None, aug="none", aug_alpha=1.0, rng=None, gen=None):
+    """One optimiser step on the batch ``(x, y)``: cross-entropy (teacher, ``loss_fn=None``) or a
+    distillation loss on the batch mixed by ``aug``. Returns ``(loss, stats)`` (detached).
 
-    ``cfg`` is the whole config (``optim`` section used). ``teacher`` (students only) is an
-    eval-mode network. ``stop_after_epoch`` ends the run early after that many epochs (tests of
-    ``resume``).
+    The training loop and the Table 3 benchmark both call this, so they time the same work.
+    """
+    net.train()
+    if loss_fn is None:
+        loss, stats = F.cross_entropy(net(x), y), {}
+    else:
+        mb = mix_batch(x, y, aug, aug_alpha, rng, gen)
+        with torch.no_grad():
+            t = teacher(mb.x)
+        loss, stats = loss_fn(net(mb.x), t, mb.y_a, mb.y_b, mb.lam, mb.labels, gen)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach(), stats
+
+
+def make_optimizer(model, cfg):
+    o = effective_optim(cfg)
+    return torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"],
+                           weight_decay=o["weight_decay"], nesterov=o["nesterov"])
+
+
+# ----------------------------------------------------------------------------- the loop
+def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, teacher_digest=None,
+              resume=True, reuse_only=False, progress=True, stop_after_epoch=None, log=None):
+    """Train one network; returns its record (:func:`examples.kd.runs.make_record`, also written
+    to ``<run>/result.json``).
+
+    ``cfg`` is the whole config (``optim`` and ``aug`` sections used). ``teacher`` (students
+    only) is an eval-mode network; ``teacher_digest`` its identity (default
+    :func:`state_digest` of it). ``resume``: reuse a finished run of the same identity and
+    continue an interrupted one; ``reuse_only``: never train (raise :class:`RunMissing`).
+    ``stop_after_epoch`` ends the run early after that many epochs (tests of ``resume``).
+    ``log``: a function for one-line messages (default ``print``).
     """
     rank, world, dist_on = dist_info()
-    out = Path(run_root) / spec.run_id
+    log = log or (lambda m: print(m, flush=True))
+    if spec.method != "teacher":
+        if teacher is None:
+            raise ValueError(f"{spec.name}: a student run needs a teacher")
+        teacher_digest = teacher_digest or state_digest(teacher)
+    ident = run_identity(spec, cfg, data.identity, teacher_digest, world)
+    rid = runs.run_id(spec.name, ident)
+    out = Path(run_root) / rid
     done = out / "result.json"
-    if resume and done.exists():
+    if (resume or reuse_only) and done.exists():
         prev = json.loads(done.read_text())
-        if _same(prev, spec):
+        if prev.get("run_id") == rid and prev.get("identity") == json.loads(runs.canonical(ident)):
             return prev
-        resume = False  # the folder holds a run with other settings: retrain it
+    if reuse_only:
+        raise RunMissing(runs.explain_missing(run_root, spec.name, ident))
+    optim_cfg = effective_optim(cfg)
     if rank == 0:
+        if not (out / "identity.json").exists():
+            msg = runs.explain_missing(run_root, spec.name, ident)
+            if "differs in" in msg:  # the same run name with other settings: say why it trains anew
+                log(f"{spec.name}: training a new run ({msg.split('; ', 1)[1]})")
         out.mkdir(parents=True, exist_ok=True)
-    optim_cfg = cfg.get("optim", {})
+        _atomic_text(json.dumps(json.loads(runs.canonical(ident)), indent=1), out / "identity.json")
     torch.manual_seed(spec.seed)
     model = build_model(spec.arch, data.num_classes).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=optim_cfg.get("lr", 0.1),
-                          momentum=optim_cfg.get("momentum", 0.9),
-                          weight_decay=optim_cfg.get("weight_decay", 5e-4),
-                          nesterov=optim_cfg.get("nesterov", False))
+    opt = make_optimizer(model, cfg)
     state = dict(epoch=0, history=[], best=0.0, step_times=[])
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.exists():
         saved = torch.load(ckpt, map_location=device, weights_only=False)
-        if saved.get("spec") == asdict(spec):
+        if saved.get("run_id") == rid:
             model.load_state_dict(saved["model"])
             opt.load_state_dict(saved["optimizer"])
             state = saved["state"]
@@ -161,11 +256,11 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, re
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     loss_fn = None if spec.method == "teacher" else build_loss(spec.method, spec.loss)
-    bs = max(1, optim_cfg.get("batch_size", 128) // world)
+    bs = max(1, optim_cfg["batch_size"] // world)
     n = data.size("train")
     sampler = torch.utils.data.DistributedSampler(range(n), num_replicas=world, rank=rank,
                                                   shuffle=True, seed=spec.seed, drop_last=False)
-    aug_alpha = cfg.get("aug", {}).get("alpha", 1.0)
+    aug_alpha = float(cfg.get("aug", {}).get("alpha", 1.0))
     log_path = out / "log.jsonl"
     steps = math.ceil(len(sampler) / bs)
     for epoch in range(state["epoch"], spec.epochs):
@@ -175,32 +270,30 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, re
         gen, rng = _gens(spec.seed, epoch, rank)
         sampler.set_epoch(epoch)
         order = torch.tensor(list(sampler))
-        net.train()
         t_epoch = time.perf_counter()
         tot = dict(loss=0.0, violation=0.0, n=0)
         times = []
         bar = None
         if progress and rank == 0:
             from tqdm.auto import tqdm
-            bar = tqdm(total=steps, desc=f"{spec.run_id} {epoch + 1}/{spec.epochs}", leave=False,
+            bar = tqdm(total=steps, desc=f"{spec.name} {epoch + 1}/{spec.epochs}", leave=False,
                        dynamic_ncols=True)
         for i in range(0, len(order), bs):
             t0 = time.perf_counter()
             x, y = data.get("train", order[i:i + bs], device, gen)
-            if loss_fn is None:
-                loss, stats = F.cross_entropy(net(x), y), {}
-            else:
-                mb = mix_batch(x, y, spec.aug, aug_alpha, rng, gen)
-                with torch.no_grad():
-                    t = teacher(mb.x)
-                s = net(mb.x)
-                loss, stats = loss_fn(s, t, mb.y_a, mb.y_b, mb.lam, mb.labels, gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss, stats = train_step(net, opt, x, y, teacher, loss_fn, spec.aug, aug_alpha, rng, gen)
             _sync(device)
             times.append(time.perf_counter() - t0)
-            tot["loss"] += float(loss.detach())
+            lv = loss.float().reshape(1)
+            if dist_on:  # every rank stops together
+                torch.distributed.all_reduce(lv)
+            if not torch.isfinite(lv).all():
+                if bar is not None:
+                    bar.close()
+                raise NonFiniteLoss(f"{spec.name}: the training loss became {float(lv[0])} at epoch {epoch + 1}, "
+                                    f"step {i // bs + 1}; the run is stopped and not recorded (check loss.* and "
+                                    f"optim.lr)")
+            tot["loss"] += float(loss)
             tot["violation"] += float(stats.get("violation", 0.0))
             tot["n"] += 1
             if bar is not None:
@@ -219,27 +312,28 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, re
         state["epoch"] = epoch + 1
         if rank == 0:
             _atomic_save(dict(model=model.state_dict(), optimizer=opt.state_dict(), state=state,
-                              spec=asdict(spec)), ckpt)
+                              spec=asdict(spec), run_id=rid), ckpt)
             with open(log_path, "a") as f:
-                f.write(json.dumps(dict(run_id=spec.run_id, **rec)) + "\n")
+                f.write(json.dumps(dict(run_id=rid, **rec)) + "\n")
             if progress:
                 from tqdm.auto import tqdm
-                tqdm.write(f"[{spec.run_id}] epoch {epoch + 1}/{spec.epochs} loss {rec['loss']:.3f} "
+                tqdm.write(f"[{spec.name}] epoch {epoch + 1}/{spec.epochs} loss {rec['loss']:.3f} "
                            f"test {acc:.2f}% (best {state['best']:.2f}%) {rec['epoch_time']:.1f}s")
         if dist_on:
             torch.distributed.barrier()
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < spec.epochs:
             return None
     hist = state["history"]
-    result = dict(run_id=spec.run_id, arch=spec.arch, method=spec.method, aug=spec.aug, seed=spec.seed,
-                  epochs=spec.epochs, best_acc=state["best"], last_acc=hist[-1]["test_acc"] if hist else 0.0,
+    result = dict(arch=spec.arch, method=spec.method, aug=spec.aug, seed=spec.seed,
+                  epochs=spec.epochs, best_acc=state["best"], last_acc=hist[-1]["test_acc"],
                   step_time_median=float(np.median(state["step_times"])) if state["step_times"] else 0.0,
                   train_time=sum(h["epoch_time"] for h in hist),
-                  violation=float(np.mean([h["violation"] for h in hist])) if hist else 0.0,
-                  loss_cfg=spec.loss, world_size=world)
+                  violation=float(np.mean([h["violation"] for h in hist])),
+                  loss_cfg=ident.get("loss", {}), world_size=world)
+    record = runs.make_record(spec.name, ident, result)
     if rank == 0:
-        _atomic_save(dict(model=model.state_dict(), spec=asdict(spec)), out / "final.pt")
-        done.write_text(json.dumps(result, indent=1))
+        _atomic_save(dict(model=model.state_dict(), spec=asdict(spec), run_id=rid), out / "final.pt")
+        _atomic_text(json.dumps(record, indent=1), done)
     if dist_on:
         torch.distributed.barrier()
-    return result
+    return record

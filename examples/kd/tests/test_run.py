@@ -1,5 +1,7 @@
-"""Training smoke runs: every method, resume == uninterrupted, the CLI pipeline, DDP (gloo)."""
+"""Training runs: every method learns, resume == uninterrupted, run identity (reuse only under the
+same settings), NaN losses stop, the CLI pipeline and its checks, DDP (gloo)."""
 
+import copy
 import json
 import os
 import subprocess
@@ -9,27 +11,39 @@ from pathlib import Path
 import pytest
 import torch
 
+from examples.kd import runs
 from examples.kd.config import load_config
 from examples.kd.data import load_data
-from examples.kd.train import RunSpec, load_model, train_run
+from examples.kd.train import (NonFiniteLoss, RunMissing, RunSpec, load_model, run_identity, state_digest,
+                              train_run)
 
 ROOT = Path(__file__).resolve().parents[3]
 TINY = ["data.num_classes=6", "data.train_per_class=8", "data.test_per_class=2", "data.size=8",
         "teacher.arch=resnet8", "teacher.epochs=1", "student.epochs=1", "optim.batch_size=16",
         "seeds=[0]", "analysis.timing_rounds=2", "analysis.timing_warmup=1", "analysis.fig1_samples=24",
         "progress=false", "threads=1"]
+# a tiny easy set a student must learn: 4 very distinct glyph classes, big enough strokes at 12 px
+EASY = ["data.num_classes=4", "data.train_per_class=48", "data.test_per_class=16", "data.size=12",
+        "optim.batch_size=16", "optim.lr=0.1"]
+CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
+    """A teacher trained on the easy set (4 epochs), and the data."""
     run = tmp_path_factory.mktemp("kd")
-    cfg = load_config("quick", overrides=TINY)
+    cfg = load_config("quick", overrides=TINY + EASY)
     cfg["run_dir"] = str(run)
     data = load_data(cfg["data"], run)
-    teacher_spec = RunSpec("teacher", "resnet8", "teacher", "none", 0, 1)
-    train_run(teacher_spec, data, cfg, run, torch.device("cpu"), progress=False)
-    teacher = load_model(run / "teacher" / "final.pt", "resnet8", data.num_classes, "cpu")
-    return cfg, data, teacher, run
+    torch.set_num_threads(1)
+    rec = train_run(RunSpec("teacher", "resnet8", "teacher", "none", 0, 4), data, cfg, run, CPU, progress=False)
+    teacher = load_model(run / rec["run_id"] / "final.pt", "resnet8", data.num_classes, "cpu")
+    return cfg, data, teacher, run, rec
+
+
+def test_teacher_learns(tiny):
+    *_, rec = tiny
+    assert rec["best_acc"] >= 60.0, rec  # chance is 25 %
 
 
 @pytest.mark.parametrize("method, aug, extra", [
@@ -37,35 +51,94 @@ def tiny(tmp_path_factory):
     ("kd-i", "cutmix", {"calibrate_on": "probs", "calibrated_fraction": 0.5}),
     ("kd-p", "mixup", {}), ("kd-p", "cutmix", {"penalty_on": "logits"}),
 ])
-def test_every_method_trains(tiny, method, aug, extra):
-    cfg, data, teacher, run = tiny
+def test_every_method_learns(tiny, method, aug, extra):
+    cfg, data, teacher, run, _ = tiny
     loss = dict(cfg["loss"], **extra)
-    spec = RunSpec(f"{method}_{aug}_{len(extra)}", "resnet8", method, aug, 0, 1, loss)
-    res = train_run(spec, data, cfg, run, torch.device("cpu"), teacher=teacher, progress=False)
-    assert 0.0 <= res["best_acc"] <= 100.0 and res["epochs"] == 1
-    assert (run / spec.run_id / "final.pt").exists() and (run / spec.run_id / "log.jsonl").exists()
-    assert json.loads((run / spec.run_id / "result.json").read_text())["method"] == method
+    spec = RunSpec(f"{method}_{aug}_{len(extra)}", "resnet8", method, aug, 0, 3, loss)
+    res = train_run(spec, data, cfg, run, CPU, teacher=teacher, progress=False)
+    assert res["epochs"] == 3 and res["best_acc"] >= 40.0, res["best_acc"]  # chance is 25 %
+    folder = run / res["run_id"]
+    assert folder.name.startswith(spec.name + "-") and (folder / "final.pt").exists()
+    assert (folder / "log.jsonl").exists() and json.loads((folder / "result.json").read_text())["method"] == method
+    assert json.loads((folder / "identity.json").read_text()) == res["identity"]
 
 
 def test_resume_equals_uninterrupted(tiny, tmp_path):
-    cfg, data, teacher, _ = tiny
-    spec = RunSpec("kdi", "resnet8", "kd-i", "cutmix", 3, 3, dict(cfg["loss"], calibrated_fraction=0.5))
-    a = train_run(spec, data, cfg, tmp_path / "a", torch.device("cpu"), teacher=teacher, progress=False)
-    stopped = train_run(spec, data, cfg, tmp_path / "b", torch.device("cpu"), teacher=teacher, progress=False,
-                        stop_after_epoch=1)
+    cfg, data, teacher, _, _ = tiny
+    spec = RunSpec("kdi", "resnet8", "kd-i", "cutmix", 3, 2, dict(cfg["loss"], calibrated_fraction=0.5))
+    a = train_run(spec, data, cfg, tmp_path / "a", CPU, teacher=teacher, progress=False)
+    stopped = train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, progress=False, stop_after_epoch=1)
     assert stopped is None
-    ck = torch.load(tmp_path / "b" / "kdi" / "checkpoint.pt", weights_only=False)
+    rid = a["run_id"]
+    ck = torch.load(tmp_path / "b" / rid / "checkpoint.pt", weights_only=False)
     assert ck["state"]["epoch"] == 1
-    b = train_run(spec, data, cfg, tmp_path / "b", torch.device("cpu"), teacher=teacher, progress=False)
-    sa = torch.load(tmp_path / "a" / "kdi" / "final.pt", weights_only=True)["model"]
-    sb = torch.load(tmp_path / "b" / "kdi" / "final.pt", weights_only=True)["model"]
+    b = train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, progress=False)
+    sa = torch.load(tmp_path / "a" / rid / "final.pt", weights_only=True)["model"]
+    sb = torch.load(tmp_path / "b" / rid / "final.pt", weights_only=True)["model"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert a["best_acc"] == b["best_acc"] and a["last_acc"] == b["last_acc"]
-    # a finished run is reused only for the same settings; other settings retrain it
-    assert train_run(spec, data, cfg, tmp_path / "b", torch.device("cpu"), teacher=teacher, progress=False) == b
-    spec2 = RunSpec("kdi", "resnet8", "kd-i", "cutmix", 3, 1, dict(cfg["loss"]))
-    c = train_run(spec2, data, cfg, tmp_path / "b", torch.device("cpu"), teacher=teacher, progress=False)
-    assert c["epochs"] == 1 and len((tmp_path / "b" / "kdi" / "log.jsonl").read_text().splitlines()) == 1
+    assert a["best_acc"] == b["best_acc"] and a["last_acc"] == b["last_acc"] and b["run_id"] == rid
+    assert train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, progress=False) == b  # reused
+
+
+# ----------------------------------------------------------------------------- run identity
+def _changes(cfg, data, teacher, tmp_path):
+    """(what, spec, cfg, data, teacher) variations of a base run, each of which must retrain."""
+    spec = RunSpec("kdi", "resnet8", "kd-i", "mixup", 0, 1, dict(cfg["loss"]))
+    other_data = load_data(dict(cfg["data"], seed=1), tmp_path)
+    other_teacher = copy.deepcopy(teacher)
+    with torch.no_grad():
+        next(other_teacher.parameters()).add_(0.01)
+    return spec, [
+        ("epochs", RunSpec(**dict(vars(spec), epochs=2)), cfg, data, teacher),
+        ("seed", RunSpec(**dict(vars(spec), seed=1)), cfg, data, teacher),
+        ("loss.beta", RunSpec(**dict(vars(spec), loss=dict(spec.loss, beta=1.0))), cfg, data, teacher),
+        ("loss.tau", RunSpec(**dict(vars(spec), loss=dict(spec.loss, tau=2.0))), cfg, data, teacher),
+        ("optim.lr", spec, dict(cfg, optim=dict(cfg["optim"], lr=0.01)), data, teacher),
+        ("optim.weight_decay", spec, dict(cfg, optim=dict(cfg["optim"], weight_decay=0.0)), data, teacher),
+        ("aug_alpha", spec, dict(cfg, aug={"alpha": 0.4}), data, teacher),
+        ("data.generator.seed", spec, cfg, other_data, teacher),
+        ("teacher", spec, cfg, data, other_teacher),
+    ]
+
+
+def test_identity_covers_every_setting(tiny, tmp_path):
+    cfg, data, teacher, _, _ = tiny
+    spec, changes = _changes(cfg, data, teacher, tmp_path)
+    base = train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, progress=False)
+    ids = {base["run_id"]}
+    for what, s, c, d, t in changes:
+        # reuse_only: never trains, names what differs from the saved run
+        with pytest.raises(RunMissing, match=what.replace(".", r"\.")):
+            train_run(s, d, c, tmp_path, CPU, teacher=t, progress=False, reuse_only=True)
+        ident = run_identity(s, c, d.identity, state_digest(t), 1)
+        ids.add(runs.run_id(s.name, ident))
+    assert len(ids) == 1 + len(changes)  # every change gives a new run (retrained, not reused)
+    # the same settings are reused (the record comes back unchanged, nothing is retrained)
+    again = train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, progress=False, reuse_only=True)
+    assert again == base
+    # a setting the method does not use does not change the run (sigma is KD-p's)
+    s2 = RunSpec(**dict(vars(spec), loss=dict(spec.loss, sigma=5.0)))
+    assert train_run(s2, data, cfg, tmp_path, CPU, teacher=teacher, progress=False, reuse_only=True) == base
+
+
+def test_changed_settings_retrain_next_to_the_old_run(tiny, tmp_path):
+    cfg, data, teacher, _, _ = tiny
+    spec = RunSpec("kd", "resnet8", "kd", "none", 0, 1, dict(cfg["loss"]))
+    a = train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, progress=False)
+    msgs = []
+    b = train_run(RunSpec(**dict(vars(spec), loss=dict(spec.loss, tau=2.0))), data, cfg, tmp_path, CPU,
+                  teacher=teacher, progress=False, log=msgs.append)
+    assert a["run_id"] != b["run_id"] and (tmp_path / a["run_id"] / "final.pt").exists()
+    assert b["identity"]["loss"]["tau"] == 2.0 and any("loss.tau: 4.5 -> 2.0" in m for m in msgs)
+
+
+def test_nan_loss_stops_and_records_nothing(tiny, tmp_path):
+    cfg, data, teacher, _, _ = tiny
+    spec = RunSpec("kd", "resnet8", "kd", "none", 0, 2, dict(cfg["loss"]))
+    bad = dict(cfg, optim=dict(cfg["optim"], lr=1e30))
+    with pytest.raises(NonFiniteLoss, match="not recorded"):
+        train_run(spec, data, bad, tmp_path, CPU, teacher=teacher, progress=False)
+    assert not list(tmp_path.glob("*/result.json")) and not list(tmp_path.glob("*/final.pt"))
 
 
 def _env():
@@ -73,24 +146,98 @@ def _env():
     return env
 
 
-def test_cli_pipeline_with_sweeps(tmp_path):
-    cmd = [sys.executable, "-m", "examples.kd", "run", "--run-dir", str(tmp_path), "--no-progress", "--time-budget", "60",
-           *TINY, "pipeline=[teacher,students,fig1,table1,table3,fig4,fig5]", "augs=[mixup]",
-           "analysis.fractions=[0,1]", "analysis.sigmas=[1,2]"]
-    out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+def _cli(args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "examples.kd", *args], cwd=ROOT, env=_env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_cli_pipeline_with_sweeps_and_report(tmp_path):
+    args = ["--run-dir", str(tmp_path), "--no-progress", *TINY, "augs=[mixup]", "analysis.fractions=[0,1]",
+            "analysis.sigmas=[1,2]", "pipeline=[teacher,students,fig1,table1,table3,fig4,fig5,report]"]
+    out = _cli(["run", "--time-budget", "60", *args])
     assert out.returncode == 0, out.stderr[-3000:]
-    for name in ("table1.md", "table1.csv", "fig1.png", "fig1.md", "table3.md", "fig4.png", "fig5.png"):
+    for name in ("table1.md", "table1.rst", "table1.csv", "table1.png", "fig1.png", "fig1.md", "table3.md",
+                 "fig4.png", "fig5.png"):
         assert (tmp_path / "analysis" / name).exists(), name
+    for name in ("setup.md", "table1.rst", "table1.png", "fig1.rst", "fig1.png", "table3.rst", "fig4.png"):
+        assert (tmp_path / "report" / name).exists(), name
     assert "Table 1 analogue" in out.stdout and "KD-i / KD-aug" in out.stdout and "time budget" in out.stdout
+    assert "raw teacher (control)" in out.stdout and "Δ vs control" in out.stdout
+    t3 = (tmp_path / "analysis" / "table3.md").read_text()
+    assert "| KD-i | Mixup |" in t3 and "KD-i / KD-aug" in t3
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
-    # teacher, 4 students, fraction 0 and sigma 1 (fraction 1 and sigma 2 are the Table 1 runs)
-    assert len(lines) == 1 + 4 + 1 + 1
-    assert set(json.loads((tmp_path / "analysis" / "fig4.json").read_text())) == {"0.0", "1.0"}
-    assert set(json.loads((tmp_path / "analysis" / "fig5.json").read_text())) == {"1.0", "2.0"}
-    # a second call reuses every finished run
-    out2 = subprocess.run(cmd[:3] + ["table1"] + cmd[4:], cwd=ROOT, env=_env(), capture_output=True, text=True,
-                          timeout=300)
+    # teacher, KD, KD-aug, KD-i, control, KD-p, and sigma 1 (fractions 0 and 1 and sigma 2 are Table 1 runs)
+    assert len(lines) == 1 + 5 + 1
+    assert set(json.loads((tmp_path / "analysis" / "fig4.json").read_text())) == {"0", "1"}
+    assert set(json.loads((tmp_path / "analysis" / "fig5.json").read_text())) == {"1", "2"}
+    # a second call reuses every finished run; the report command never trains
+    out2 = _cli(["table1", *args[:-1]])
     assert out2.returncode == 0 and len((tmp_path / "results.jsonl").read_text().splitlines()) == len(lines)
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- report:table1 -->\nold\n<!-- /report:table1 -->\n")
+    out3 = _cli(["report", "--out", str(tmp_path / "rep"), "--readme", str(readme), *args[:-1]])
+    assert out3.returncode == 0, out3.stderr[-2000:]
+    assert "raw teacher (control)" in readme.read_text() and (tmp_path / "rep" / "table1.png").exists()
+    # a record of other settings (another seed, another beta) never enters Table 1 or Fig. 4
+    out4 = _cli(["train", "--method", "kd-i", "--seed", "7", "loss.beta=1", *args[:-1]])
+    assert out4.returncode == 0, out4.stderr[-2000:]
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == len(lines) + 1
+    out5 = _cli(["report", "--out", str(tmp_path / "rep2"), *args[:-1]])
+    assert out5.returncode == 0, out5.stderr[-2000:]
+    for f in ("table1.md", "table1.csv", "fig4.json"):
+        assert (tmp_path / "rep" / f).read_text() == (tmp_path / "rep2" / f).read_text(), f
+    # the report with other settings stops, naming what differs, and trains nothing
+    out6 = _cli(["report", *args[:-1], "student.epochs=2"])
+    assert out6.returncode != 0 and "epochs: 1 -> 2" in out6.stderr and "Traceback" not in out6.stderr
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == len(lines) + 1
+
+
+@pytest.mark.parametrize("args, match", [
+    (["student.epoch=3"], "unknown key 'student.epoch'.*student.epochs"),
+    (["loss.betta=1"], "unknown key 'loss.betta'.*loss.beta"),
+    (["loss.tau=0"], "loss.tau must be > 0, got 0"),
+    (["student.epochs=-1"], "student.epochs must be >= 1, got -1"),
+    (["loss.calibrated_fraction=2"], "loss.calibrated_fraction must be >= 0 and <= 1"),
+    (["optim.lr=0"], "optim.lr must be > 0"),
+    (["seeds=[]"], "seeds must be a list of at least 1"),
+    (["--seeds", "0,a"], "--seeds: 'a' is not an integer"),
+    (["--seeds", "1.5"], "--seeds: '1.5' is not an integer"),
+    (["--seeds", "-1"], "--seeds: -1 is below 0"),
+    (["--seeds", ""], "--seeds: empty"),
+    (["methods=[kd,kd-x]"], r"methods\[1\] must be one of kd, kd-aug, kd-i, kd-p"),
+    (["augs=[mixup,mosaic]"], r"augs\[1\] must be one of mixup, cutmix"),
+    (["student.arch=resnet9"], "student.arch must be one of .*did you mean"),
+    (["teacher.arch=vgg"], "teacher.arch must be one of"),
+    (["pipeline=[teacher,tabel1]"], "did you mean table1"),
+    (["--dataset", "mnist"], "data.name must be one of"),
+    (["train", "--method", "kd-x"], "--method must be one of"),
+    (["train", "--method", "kd", "--aug", "mixup"], "--aug for --method kd must be one of none"),
+    (["train", "--method", "kd-i", "--aug", "none"], "--aug for --method kd-i must be one of mixup, cutmix"),
+    (["train", "--seed", "x"], "--seed: 'x' is not an integer"),
+    (["student.epochs=[1"], "not valid YAML"),
+])
+def test_cli_rejects_bad_input_before_writing(tmp_path, args, match):
+    import re
+
+    run = tmp_path / "run"
+    out = _cli(["--run-dir", str(run), *TINY, *args] if args[0] != "train" else
+               [args[0], "--run-dir", str(run), *TINY, *args[1:]], timeout=60)
+    assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert re.search(match, out.stderr), out.stderr[-2000:]
+    assert out.stderr.strip().count("\n") == 0  # one line
+    assert not run.exists()  # nothing written
+
+
+def test_cli_rejects_bad_npz_before_writing(tmp_path):
+    import numpy as np
+
+    p = tmp_path / "bad.npz"
+    np.savez(p, x_train=np.zeros((4, 8, 8, 3), np.uint8), y_train=np.array([0, 1, -1, 2]),
+             x_test=np.zeros((2, 8, 8, 3), np.uint8), y_test=np.array([0, 1]))
+    run = tmp_path / "run"
+    out = _cli(["--run-dir", str(run), "--dataset", "npz", "--data-root", str(p), *TINY], timeout=60)
+    assert out.returncode != 0 and "negative labels" in out.stderr and "Traceback" not in out.stderr
+    assert not run.exists()
 
 
 def _free_port():
@@ -108,5 +255,6 @@ def test_ddp_two_processes_gloo(tmp_path):
            "--device", "cpu", "--no-progress", *TINY]
     out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-    res = json.loads((tmp_path / "kd-i_mixup_s0" / "result.json").read_text())
-    assert res["world_size"] == 2 and 0 <= res["best_acc"] <= 100
+    (res_file,) = tmp_path.glob("kd-i_mixup_s0-*/result.json")
+    res = json.loads(res_file.read_text())
+    assert res["world_size"] == 2 and res["identity"]["world_size"] == 2 and 0 <= res["best_acc"] <= 100
