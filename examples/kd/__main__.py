@@ -136,6 +136,7 @@ def main(argv=None):
     from .experiment import Study
 
     t0 = time.perf_counter()
+    load0, utc0 = os.getloadavg(), time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     try:
         study = Study(cfg)
     except (FileNotFoundError, ImportError, ValueError) as e:  # data problems: one line, no traceback
@@ -148,6 +149,8 @@ def main(argv=None):
         if isinstance(e, (NonFiniteLoss, RunMissing)) or (isinstance(e, RuntimeError) and a.command == "report"):
             sys.exit(f"error: {e}")
         raise
+    if study.rank == 0 and a.command == "run":  # the wall time of a whole pipeline, for the report
+        study.record_wall_time(time.perf_counter() - t0, utc0, load0, os.getloadavg())
     if study.rank == 0:
         if a.command == "run":
             print("\n" + "=" * 78)

@@ -260,3 +260,35 @@ def write_report(study, out: Path, sweeps: dict, stamps: dict) -> dict:
         else:
             md[name] = sweep_figure(entries, out, name, "sigma", f"Fig. 5: KD-p ({aug}) accuracy vs sigma")
     return md
+
+
+def write_run_facts(study, out: Path) -> dict:
+    """``measured``: the last recorded wall time of ``run`` with the current settings, and KD's
+    convergence check (best accuracy at the configured epochs vs 3x as many), when measured."""
+    from .report import md_table, rst_table
+    from .runs import read_records
+
+    lines, rows = [], []
+    t = [r for r in read_records(study.root / "timing.jsonl") if r.get("settings") == study.settings_digest()]
+    if t:
+        r = t[-1]
+        lines.append(f"Wall time of `python -m examples.kd run` with these settings: {r['seconds'] / 60:.1f} min "
+                     f"({r['seconds']:.0f} s, started {r['utc_start']}, {r['threads']} thread(s) on {r['cpus']} "
+                     f"cores, load average {r['load_start'][0]:.2f} at start and {r['load_end'][0]:.2f} at the end).")
+    conv = study.convergence_entries()
+    if conv:
+        e0, e1 = conv[0]["epochs"]
+        p = paired({c["seed"]: c["long"] for c in conv}, {c["seed"]: c["short"] for c in conv})
+        rows = [{"seed": c["seed"], f"KD best acc, {e0} epochs (%)": f"{c['short']:.2f}",
+                 f"KD best acc, {e1} epochs (%)": f"{c['long']:.2f}",
+                 "difference": f"{c['long'] - c['short']:+.2f}"} for c in conv]
+        lines.append(f"Convergence check: the same KD student trained {e1} instead of {e0} epochs gains "
+                     f"{fmt_ci(p['mean'], p['half'], signed=True)} points (paired over {p['n']} seed(s), 95 % "
+                     f"interval), largest gain {max(c['long'] - c['short'] for c in conv):+.2f}.")
+    if not lines:
+        return {}
+    md = "\n\n".join(lines) + "\n" + ("\n" + md_table(rows) if rows else "")
+    rst = "\n\n".join(lines).replace("`", "``") + "\n" + ("\n" + rst_table(rows) if rows else "")
+    (out / "measured.md").write_text(md)
+    (out / "measured.rst").write_text(rst)
+    return {"measured": md}

@@ -278,6 +278,7 @@ class Study:
         if what == "table3":
             s.update(student=self.cfg["student"]["arch"], loss=self.cfg.get("loss", {}),
                      augs=list(self.cfg.get("augs", ["mixup", "cutmix"])), optim=self.cfg.get("optim", {}),
+                     timing_augs=["mixup", "cutmix"],
                      aug_alpha=float(self.cfg.get("aug", {}).get("alpha", 1.0)),
                      rounds=a.get("timing_rounds", 30), warmup=a.get("timing_warmup", 3))
         return dict(digest=runs.config_digest(s), **s)
@@ -331,8 +332,7 @@ class Study:
             return ""
         a = self.cfg.get("analysis", {})
         rounds, warm = int(a.get("timing_rounds", 30)), int(a.get("timing_warmup", 3))
-        augs = list(self.cfg.get("augs", ["mixup", "cutmix"]))
-        combos = [("kd", "none")] + [(m, ag) for ag in augs for m in ("kd-aug", "kd-i", "kd-p")]
+        combos = [("kd", "none")] + [(m, ag) for ag in ("mixup", "cutmix") for m in ("kd-aug", "kd-i", "kd-p")]
         bs = self.cfg["optim"].get("batch_size", 128)
         alpha = float(self.cfg.get("aug", {}).get("alpha", 1.0))
         models, opts, losses, gens = {}, {}, {}, {}
@@ -368,6 +368,41 @@ class Study:
         return md
 
     # ------------------------------------------------------------------ report
+    def settings_digest(self) -> str:
+        """Digest of the configuration minus where and how verbosely it runs."""
+        keep = {k: v for k, v in self.cfg.items() if k not in ("run_dir", "progress", "resume", "reuse_only")}
+        keep["data"] = {k: v for k, v in keep.get("data", {}).items() if k != "cache_dir"}
+        return runs.config_digest(keep)
+
+    def record_wall_time(self, seconds, utc_start, load_start, load_end):
+        runs.append_record(self.root / "timing.jsonl", dict(
+            run_id=f"run-{utc_start}", settings=self.settings_digest(), seconds=round(float(seconds), 1),
+            utc_start=utc_start, threads=torch.get_num_threads(), load_start=[round(x, 2) for x in load_start],
+            load_end=[round(x, 2) for x in load_end], cpus=__import__("os").cpu_count()))
+
+    def convergence_entries(self, factor=3):
+        """KD's best accuracy at the configured epochs and at ``factor`` x as many, per seed, for
+        the seeds where both runs exist (never trains; train the longer runs with
+        ``train --method kd --seed S student.epochs=N``)."""
+        saved = self.reuse_only
+        self.reuse_only = True
+        out = []
+        try:
+            loss = dict(self.cfg.get("loss", {}))
+            for seed in self.cfg.get("seeds", [0]):
+                short = self._student("kd", "kd", "none", seed, loss)
+                long = RunSpec(**dict(vars(short), epochs=short.epochs * factor))
+                try:
+                    a, b = self.students([short, long])
+                except Exception as e:  # RunMissing: the longer run was not trained
+                    if type(e).__name__ != "RunMissing":
+                        raise
+                    continue
+                out.append(dict(seed=seed, short=a["best_acc"], long=b["best_acc"], epochs=(short.epochs, long.epochs)))
+        finally:
+            self.reuse_only = saved
+        return out
+
     def report(self, out_dir=None, readme=None):
         """Write the generated report (tables .md/.rst/.csv, figures) from the current runs.
 
@@ -398,8 +433,14 @@ class Study:
                                f"(their result.json exist): run the study's steps again to record them")
         stamps = {w: self._stamp(w) for w in ("fig1", "table3")}
         md = analysis.write_report(self, out, sweeps, stamps)
+        md.update(analysis.write_run_facts(self, out))
         if readme:
-            for name, text in md.items():
-                rep.replace_block(readme, name, text)
+            names = rep.block_names(readme)
+            unknown = [n for n in names if n not in md]
+            if not names or unknown:
+                raise RuntimeError(f"{readme}: blocks {unknown or '(none)'} are not in the report "
+                                   f"(it writes {', '.join(md)})")
+            for name in names:
+                rep.replace_block(readme, name, md[name])
         self.log(f"report written to {out}" + (f"; README blocks updated in {readme}" if readme else ""))
         return md.get("table1", "")

@@ -13,6 +13,7 @@ API
 ``write_table(rows, out_base, title="") -> str``        ``<out_base>.md``, ``.csv`` and ``.rst``; returns the Markdown
 ``bar_figure(panels, path, ylabel, title)``             bars with error bars, one panel per key of ``panels``
 ``replace_block(path, name, text) -> bool``             rewrite ``<!-- report:name -->...<!-- /report:name -->``
+``block_names(path) -> list[str]``                      the names of the blocks a Markdown file holds
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 __all__ = ["mean_ci", "paired", "fmt_ci", "write_table", "rst_table", "md_table", "bar_figure",
-           "replace_block", "plt"]
+           "replace_block", "block_names", "plt"]
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
@@ -171,3 +172,8 @@ def replace_block(path, name: str, text: str) -> bool:
     if new != src:
         p.write_text(new)
     return new != src
+
+
+def block_names(path) -> list[str]:
+    """The ``NAME`` of every ``<!-- report:NAME -->`` block in a Markdown file, in order."""
+    return re.findall(r"<!-- report:([\w.-]+) -->", Path(path).read_text())

@@ -24,22 +24,33 @@ def test_order_stats_hand_cases():
     assert s["holds"].tolist() == [True, False, True, False, False]
 
 
-def test_table1_paired_differences(tmp_path):
-    res = []
-    for seed, (kd, aug, i, p) in enumerate([(70, 71, 73, 72), (72, 72, 75, 72)]):
-        res += [dict(run_id=f"kd{seed}", method="kd", aug="none", seed=seed, best_acc=kd, violation=0.1),
-                dict(run_id=f"a{seed}", method="kd-aug", aug="mixup", seed=seed, best_acc=aug, violation=0.9),
-                dict(run_id=f"i{seed}", method="kd-i", aug="mixup", seed=seed, best_acc=i, violation=0.9),
-                dict(run_id=f"p{seed}", method="kd-p", aug="mixup", seed=seed, best_acc=p, violation=0.9)]
-    md = table1(res, tmp_path, augs=("mixup",))
-    raw = {r["method"]: r for r in json.loads((tmp_path / "table1.json").read_text())}
-    assert raw["kd-i"]["paired_diff"] == [2, 3] and raw["kd"]["paired_diff"] == [-1, 0]
-    assert "2.50 ± 0.71" in md and (tmp_path / "table1.csv").exists()
+def test_table1_paired_differences_and_control(tmp_path):
+    ents = []
+    accs = [(70, 71, 73, 72, 72), (72, 72, 75, 72, 74), (71, 70, 74, 73, 71)]  # kd, aug, i, raw, p per seed
+    for seed, (kd, aug, i, raw, p) in enumerate(accs):
+        ents += [dict(row="kd", aug="none", seed=seed, best_acc=kd, violation=0.1),
+                 dict(row="kd-aug", aug="mixup", seed=seed, best_acc=aug, violation=0.9),
+                 dict(row="kd-i", aug="mixup", seed=seed, best_acc=i, violation=0.9),
+                 dict(row="kd-i-raw", aug="mixup", seed=seed, best_acc=raw, violation=0.9),
+                 dict(row="kd-p", aug="mixup", seed=seed, best_acc=p, violation=0.9)]
+    md = table1(ents, tmp_path, augs=("mixup",))
+    raw = {r["row"]: r for r in json.loads((tmp_path / "table1.json").read_text())}
+    assert raw["kd-i"]["paired_vs_kd_aug"][0]["diffs"] == [2, 3, 4]
+    assert raw["kd"]["paired_vs_kd_aug"][0]["diffs"] == [-1, 0, 1]
+    assert raw["kd-i"]["paired_vs_control"]["diffs"] == [1, 3, 1]
+    # KD-i vs KD-aug: mean 3, sd 1, n 3 -> half width t_{0.975,2} / sqrt(3) = 4.3027 / 1.7321 = 2.48
+    assert "| KD-i | Mixup | 3 | 74.00 ± 2.48 | +3.00 ± 2.48 | +1.67 ± 2.87 |" in md
+    assert "| KD-i, raw teacher (control) | Mixup | 3 |" in md and "KD-i's Δ vs control" in md
+    for ext in ("csv", "rst", "png"):
+        assert (tmp_path / f"table1.{ext}").exists(), ext
 
 
 def test_sweep_and_timing_tables(tmp_path):
-    runs = [dict(best_acc=a, loss_cfg={"sigma": s}) for s, a in ((1, 50), (1, 52), (2, 55))]
-    md = sweep_figure(runs, "sigma", tmp_path, "fig5", "sigma", "t")
-    assert "51.00 ± 1.41" in md and (tmp_path / "fig5.png").exists()
-    md = timing_table({"kd": [1.0, 1.0], "kd-aug": [1.01], "kd-i": [1.02], "kd-p": [1.0]}, {}, tmp_path)
-    assert "KD-i / KD-aug = 1.010" in md
+    ents = [dict(x=s, seed=k, best_acc=a) for k, (s, a) in enumerate(((1, 50), (1, 52), (2, 55)))]
+    md = sweep_figure(ents, tmp_path, "fig5", "sigma", "t")
+    assert "| 1 | 2 | 51.00 ± 12.71 |" in md and "| 2 | 1 | 55.00 ± n/a |" in md and (tmp_path / "fig5.png").exists()
+    times = {("kd", "none"): [1.0, 1.0], ("kd-aug", "mixup"): [1.01], ("kd-i", "mixup"): [1.02],
+             ("kd-p", "mixup"): [1.0], ("kd-aug", "cutmix"): [2.0], ("kd-i", "cutmix"): [2.2]}
+    md = timing_table(times, {("kd", "none"): 2.0, ("kd-i", "mixup"): 3.0}, tmp_path)
+    assert "KD-i / KD-aug = 1.010 (Mixup), 1.100 (CutMix)" in md
+    assert "| KD-i | Mixup | 1020.0 | 1.020 | 1.500 |" in md and "| KD-aug | CutMix | 2000.0 | 2.000 | — |" in md

@@ -33,6 +33,7 @@ def test_overrides_and_flags():
     (lambda: apply_override({}, "novalue"), "key.sub=value"),
     (lambda: apply_override({"a": 1}, "a.b=2"), "not a section"),
     (lambda: load_config("nosuchprofile"), "not found"),
+    (lambda: apply_override({}, "a..b=1"), "empty key"),
 ])
 def test_config_errors(call, err):
     with pytest.raises((ValueError, FileNotFoundError), match=err):
@@ -42,3 +43,18 @@ def test_config_errors(call, err):
 def test_unknown_cli_argument():
     with pytest.raises(SystemExit):
         parse(["--bogus"])
+
+
+def test_schema_knows_every_model_and_method():
+    from examples.kd import config, losses, models
+
+    assert set(config.MODEL_NAMES) == set(models.MODEL_NAMES) and config.METHODS == losses.METHODS
+
+
+def test_profiles_are_checked():
+    from examples.kd.config import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown key 'student.epoch'"):
+        load_config("quick", overrides=["student.epoch=3"])
+    cfg = load_config("quick", overrides=["loss.beta=1"])
+    assert cfg["loss"]["beta"] == 1.0 and isinstance(cfg["loss"]["beta"], float)

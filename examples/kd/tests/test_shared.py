@@ -189,3 +189,9 @@ def test_docstring_examples(mod):
 
     r = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert r.attempted > 0 and r.failed == 0
+
+
+def test_block_names(tmp_path):
+    p = tmp_path / "r.md"
+    p.write_text("<!-- report:a -->\n<!-- /report:a -->\nx\n<!-- report:fig4 -->\n<!-- /report:fig4 -->\n")
+    assert report.block_names(p) == ["a", "fig4"]
