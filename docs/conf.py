@@ -40,7 +40,9 @@ extensions = [
     "bench_pages",
 ]
 
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints"]
+# docs/kd/: the generated report of the KD study (python -m examples.kd report --out docs/kd/quick),
+# committed and included by distillation.rst, not pages of its own
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints", "kd"]
 root_doc = "index"
 default_role = "code"
 nitpicky = False

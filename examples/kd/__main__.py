@@ -116,8 +116,8 @@ def build_config(a):
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and "=" in argv[0] and not argv[0].startswith("-"):
-        argv = ["run"] + argv
+    if not any(t in COMMANDS for t in argv) and not any(t in ("-h", "--help") for t in argv):
+        argv = ["run"] + argv  # the default command, also before options and key=value overrides
     a = parse(argv)
     from .config import ConfigError
 

@@ -140,7 +140,8 @@ def table1(entries: list[dict], out_dir: Path, augs=("mixup", "cutmix"), metric=
             raw.append(dict(row=rk, aug=a, seeds=list(vals), values=list(vals.values()), mean=m, ci95=h,
                             paired_vs_kd_aug=vs_aug, paired_vs_control=ctrl, violation=float(np.mean(viol[key]))))
             for b in ([a] if a != "none" else augs):
-                panels[AUG_LABEL[b]].append((ROW_LABEL[rk].replace(", raw teacher (control)", "\nraw (control)"), m, h))
+                panels[AUG_LABEL[b]].append((ROW_LABEL[rk].replace(", raw teacher (control)", "\nraw (control)"), m, h,
+                                             list(vals.values())))
     note = (f"Mean ± 95 % t-interval half width over seeds; Δ: paired over seeds (KD's Δ: vs KD-aug with "
             f"{' / '.join(AUG_LABEL[a] for a in augs)}). Control: KD-i's extra β-weighted term against the raw "
             f"teacher (calibrated fraction 0); KD-i's Δ vs control is the effect of the calibration alone.")
@@ -148,7 +149,8 @@ def table1(entries: list[dict], out_dir: Path, augs=("mixup", "cutmix"), metric=
     (out_dir / "table1.json").write_text(json.dumps(raw, indent=1))
     if metric == "best_acc" and any(panels.values()):
         bar_figure({k: v for k, v in panels.items() if v}, out_dir / "table1.png",
-                   f"student {name} (%)", "Table 1: mean and 95 % interval over seeds")
+                   f"student {name} (%)",
+                   "Table 1: mean and 95 % interval over seeds (dots: seeds)")
     return md
 
 

@@ -124,9 +124,11 @@ def bar_figure(panels: Mapping[str, Sequence[tuple]], path, ylabel: str, title: 
                ylim: tuple | None = None) -> None:
     """Bars with error bars, one panel per key of ``panels``.
 
-    ``panels[name]`` is a list of ``(label, mean, half_width)``; a NaN half width draws no bar
-    end. The y range is fitted to the bars and their error bars (bars of accuracies near 90 %
-    would otherwise all look the same) unless ``ylim`` is given.
+    ``panels[name]`` is a list of ``(label, mean, half_width)`` or ``(label, mean, half_width,
+    values)``; the values (e.g. one per seed) are drawn as dots. A NaN half width draws no bar
+    end. The y range is fitted to the bars, error bars and dots (bars of accuracies near 90 %
+    would otherwise all look the same; the axis label then says where it starts) unless
+    ``ylim`` is given.
     """
     p = plt()
     names = list(panels)
@@ -134,23 +136,29 @@ def bar_figure(panels: Mapping[str, Sequence[tuple]], path, ylabel: str, title: 
     fig, axes = p.subplots(1, len(names), figsize=(width * len(names), 3.6), squeeze=False, sharey=True)
     lo, hi = math.inf, -math.inf
     for v in panels.values():
-        for _, m, h in v:
-            h = h if math.isfinite(h) else 0.0
-            lo, hi = min(lo, m - h), max(hi, m + h)
+        for it in v:
+            m, h = it[1], (it[2] if math.isfinite(it[2]) else 0.0)
+            pts = list(it[3]) if len(it) > 3 else []
+            lo, hi = min([lo, m - h] + pts), max([hi, m + h] + pts)
     for ax, name in zip(axes[0], names):
         items = panels[name]
         x = np.arange(len(items))
-        means = [m for _, m, _ in items]
-        errs = [h if math.isfinite(h) else 0.0 for _, _, h in items]
+        means = [it[1] for it in items]
+        errs = [it[2] if math.isfinite(it[2]) else 0.0 for it in items]
         ax.bar(x, means, yerr=errs, capsize=4, color=[f"C{i}" for i in range(len(items))], alpha=0.85)
-        ax.set_xticks(x, [lab for lab, _, _ in items], rotation=20, ha="right", fontsize=8)
+        for i, it in enumerate(items):
+            if len(it) > 3:
+                ax.scatter([i] * len(it[3]), list(it[3]), s=10, color="black", zorder=3)
+        ax.set_xticks(x, [it[0] for it in items], rotation=20, ha="right", fontsize=8)
         ax.set_title(name, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     if ylim is None and math.isfinite(lo):
         pad = max(1.0, 0.15 * (hi - lo))
-        ylim = (max(0.0, lo - pad), min(100.0, hi + pad) if hi <= 100 else hi + pad)
+        ylim = (max(0.0, math.floor(lo - pad)), min(100.0, hi + pad) if hi <= 100 else hi + pad)
     if ylim is not None:
         axes[0][0].set_ylim(*ylim)
+        if ylim[0] > 0:
+            ylabel += f"\n(axis starts at {ylim[0]:g})"
     axes[0][0].set_ylabel(ylabel)
     if title:
         fig.suptitle(title, fontsize=10)
