@@ -38,6 +38,9 @@ TRAIN_AUGS = {"kd": ("none",), "kd-aug": ("mixup", "cutmix"), "kd-i": ("mixup", 
 
 
 def parse(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not any(t in COMMANDS for t in argv) and not any(t in ("-h", "--help") for t in argv):
+        argv = ["run"] + argv  # the default command, also before options and key=value overrides
     p = argparse.ArgumentParser(prog="python -m examples.kd", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", nargs="?", default="run", choices=COMMANDS)
@@ -116,8 +119,6 @@ def build_config(a):
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(t in COMMANDS for t in argv) and not any(t in ("-h", "--help") for t in argv):
-        argv = ["run"] + argv  # the default command, also before options and key=value overrides
     a = parse(argv)
     from .config import ConfigError
 

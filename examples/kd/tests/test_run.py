@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -217,26 +218,53 @@ def test_cli_pipeline_with_sweeps_and_report(tmp_path):
     (["student.epochs=[1"], "not valid YAML"),
 ])
 def test_cli_rejects_bad_input_before_writing(tmp_path, args, match):
+    """In-process (fast): every check fails before the run folder exists, with one line."""
     import re
 
+    from examples.kd.__main__ import main
+
     run = tmp_path / "run"
-    out = _cli(["--run-dir", str(run), *TINY, *args] if args[0] != "train" else
-               [args[0], "--run-dir", str(run), *TINY, *args[1:]], timeout=60)
-    assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
-    assert re.search(match, out.stderr), out.stderr[-2000:]
-    assert out.stderr.strip().count("\n") == 0  # one line
+    argv = ([args[0], "--run-dir", str(run), *TINY, *args[1:]] if args[0] == "train"
+            else ["--run-dir", str(run), *TINY, *args])
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    msg = str(e.value.code)
+    assert msg.startswith("error: ") and "\n" not in msg and re.search(match, msg), msg
     assert not run.exists()  # nothing written
 
 
-def test_cli_rejects_bad_npz_before_writing(tmp_path):
-    import numpy as np
-
-    p = tmp_path / "bad.npz"
-    np.savez(p, x_train=np.zeros((4, 8, 8, 3), np.uint8), y_train=np.array([0, 1, -1, 2]),
-             x_test=np.zeros((2, 8, 8, 3), np.uint8), y_test=np.array([0, 1]))
+def test_cli_error_is_one_line_on_stderr(tmp_path):
     run = tmp_path / "run"
-    out = _cli(["--run-dir", str(run), "--dataset", "npz", "--data-root", str(p), *TINY], timeout=60)
-    assert out.returncode != 0 and "negative labels" in out.stderr and "Traceback" not in out.stderr
+    out = _cli(["--run-dir", str(run), *TINY, "loss.betta=1"], timeout=60)
+    assert out.returncode == 1 and out.stderr.strip().count("\n") == 0 and "Traceback" not in out.stderr
+    assert "unknown key 'loss.betta'" in out.stderr and "loss.beta" in out.stderr and not run.exists()
+
+
+@pytest.mark.parametrize("arrays, match", [
+    (dict(y_train=[0, 1, -1, 2]), "negative labels"),
+    (dict(y_train=[0, 1, 2]), "x_train has 4 images but y_train has 3 labels"),
+    (dict(y_train=[0.0, 1.0, 2.0, 0.0]), "must hold integers"),
+    (dict(y_train=[0, 2, 2, 0]), r"classes \[1\] have no training image"),
+    (dict(y_test=[0, 5]), r"test labels \[5\] are not training classes"),
+    (dict(x_test=np.zeros((2, 3, 9, 8), np.uint8)), "differ in shape"),
+    (dict(x_train=np.full((4, 8, 8, 3), 2.0)), r"must lie in \[0, 1\]"),
+    (dict(x_train=np.zeros((4, 8, 8, 3), np.int32)), "must be uint8"),
+    (dict(x_train=np.zeros((4, 8, 8, 2), np.uint8)), "1 or 3 channels"),
+    (dict(y_train=np.zeros((4, 2), np.int64)), "vector of class indices"),
+])
+def test_bad_npz_rejected_before_writing(tmp_path, arrays, match):
+    from examples.kd.__main__ import build_config, parse
+    from examples.kd.experiment import Study
+
+    base = dict(x_train=np.zeros((4, 8, 8, 3), np.uint8), y_train=np.array([0, 1, 2, 0]),
+                x_test=np.zeros((2, 8, 8, 3), np.uint8), y_test=np.array([0, 1]))
+    base.update({k: np.asarray(v) for k, v in arrays.items()})
+    p = tmp_path / "bad.npz"
+    np.savez(p, **base)
+    run = tmp_path / "run"
+    cfg = build_config(parse(["--run-dir", str(run), "--dataset", "npz", "--data-root", str(p), *TINY]))
+    with pytest.raises(ValueError, match=match):
+        Study(cfg)
     assert not run.exists()
 
 
