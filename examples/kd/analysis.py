@@ -99,8 +99,10 @@ def fig1_figure(stats: dict, out_dir: Path, stamp: dict | None = None) -> str:
     ax[1].bar(pos + 0.2, [100 * np.mean(stats[k]["top2"]) for k in kinds], 0.4, label="all original labels")
     ax[1].set_xticks(pos, kinds)
     ax[1].set_ylabel("% samples")
+    ax[1].set_ylim(0, 119)  # room for the legend above the bars
+    ax[1].set_yticks(range(0, 101, 20))
     ax[1].set_title("(b) original labels in the teacher's top-2")
-    ax[1].legend(fontsize=8)
+    ax[1].legend(fontsize=8, loc="upper center", ncol=2, frameon=False)
     fig.tight_layout()
     fig.savefig(out_dir / "fig1.png", dpi=120)
     plt.close(fig)
