@@ -212,6 +212,8 @@ def _data_grid(study):
     w = max(r.shape[1] for r in rows)
     grid = np.concatenate([np.pad(r, ((0, 0), (0, w - r.shape[1]), (0, 0))) for r in rows], axis=0)
     plt = _plt()
+    scale = max(1, 64 // max(1, d.x_train.shape[-1]))  # small images: enlarge (nearest) to be seen
+    grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
     plt.imsave(study.out / "data.png", grid)
     study.log(f"sample grid (6 images of each of {k} classes): {study.out / 'data.png'}")
 

@@ -183,5 +183,8 @@ def replace_block(path, name: str, text: str) -> bool:
 
 
 def block_names(path) -> list[str]:
-    """The ``NAME`` of every ``<!-- report:NAME -->`` block in a Markdown file, in order."""
-    return re.findall(r"<!-- report:([\w.-]+) -->", Path(path).read_text())
+    """The ``NAME`` of every ``<!-- report:NAME -->`` ... ``<!-- /report:NAME -->`` block in a
+    Markdown file, in order (an opening marker without its closing one, e.g. quoted in prose, is
+    not a block)."""
+    text = Path(path).read_text()
+    return [n for n in re.findall(r"<!-- report:([\w.-]+) -->", text) if f"<!-- /report:{n} -->" in text]

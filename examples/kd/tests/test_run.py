@@ -171,25 +171,25 @@ def test_cli_pipeline_with_sweeps_and_report(tmp_path):
     assert len(lines) == 1 + 5 + 1
     assert set(json.loads((tmp_path / "analysis" / "fig4.json").read_text())) == {"0", "1"}
     assert set(json.loads((tmp_path / "analysis" / "fig5.json").read_text())) == {"1", "2"}
-    # a second call reuses every finished run; the report command never trains
-    out2 = _cli(["table1", *args[:-1]])
-    assert out2.returncode == 0 and len((tmp_path / "results.jsonl").read_text().splitlines()) == len(lines)
+    # the later commands in-process (fast): a second call reuses every finished run
+    from examples.kd.__main__ import main
+
+    main(["table1", *args[:-1]])
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == len(lines)
     readme = tmp_path / "README.md"
     readme.write_text("<!-- report:table1 -->\nold\n<!-- /report:table1 -->\n")
-    out3 = _cli(["report", "--out", str(tmp_path / "rep"), "--readme", str(readme), *args[:-1]])
-    assert out3.returncode == 0, out3.stderr[-2000:]
+    main(["report", "--out", str(tmp_path / "rep"), "--readme", str(readme), *args[:-1]])
     assert "raw teacher (control)" in readme.read_text() and (tmp_path / "rep" / "table1.png").exists()
     # a record of other settings (another seed, another beta) never enters Table 1 or Fig. 4
-    out4 = _cli(["train", "--method", "kd-i", "--seed", "7", "loss.beta=1", *args[:-1]])
-    assert out4.returncode == 0, out4.stderr[-2000:]
+    main(["train", "--method", "kd-i", "--seed", "7", "loss.beta=1", *args[:-1]])
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == len(lines) + 1
-    out5 = _cli(["report", "--out", str(tmp_path / "rep2"), *args[:-1]])
-    assert out5.returncode == 0, out5.stderr[-2000:]
+    main(["report", "--out", str(tmp_path / "rep2"), *args[:-1]])
     for f in ("table1.md", "table1.csv", "fig4.json"):
         assert (tmp_path / "rep" / f).read_text() == (tmp_path / "rep2" / f).read_text(), f
     # the report with other settings stops, naming what differs, and trains nothing
-    out6 = _cli(["report", *args[:-1], "student.epochs=2"])
-    assert out6.returncode != 0 and "epochs: 1 -> 2" in out6.stderr and "Traceback" not in out6.stderr
+    with pytest.raises(SystemExit) as e:
+        main(["report", *args[:-1], "student.epochs=2"])
+    assert "epochs: 1 -> 2" in str(e.value.code) and "\n" not in str(e.value.code)
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == len(lines) + 1
 
 

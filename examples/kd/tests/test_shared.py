@@ -193,5 +193,6 @@ def test_docstring_examples(mod):
 
 def test_block_names(tmp_path):
     p = tmp_path / "r.md"
-    p.write_text("<!-- report:a -->\n<!-- /report:a -->\nx\n<!-- report:fig4 -->\n<!-- /report:fig4 -->\n")
+    p.write_text("<!-- report:a -->\n<!-- /report:a -->\nx `<!-- report:NAME -->`\n<!-- report:fig4 -->\n"
+                 "<!-- /report:fig4 -->\n")
     assert report.block_names(p) == ["a", "fig4"]
