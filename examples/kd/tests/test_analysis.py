@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from examples.kd.analysis import order_stats, sweep_figure, table1, timing_table

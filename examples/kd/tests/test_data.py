@@ -105,3 +105,24 @@ def test_glyphs_deterministic_and_cached(tmp_path):
     assert a["x_train"].shape == (30, 3, 16, 16) and sorted(set(a["y_train"])) == list(range(10))
     d = make_glyphs(10, 3, 1, 16, seed=1)
     assert not np.array_equal(a["x_train"], d["x_train"])
+
+
+def test_data_identity_follows_content_and_generator(tmp_path):
+    from examples.kd.data import data_identity
+
+    p = tmp_path / "d.npz"
+    arrays = dict(x_train=np.zeros((3, 8, 8, 3), np.uint8), y_train=np.array([0, 1, 2]),
+                  x_test=np.zeros((1, 8, 8, 3), np.uint8), y_test=np.array([0]))
+    np.savez(p, **arrays)
+    a = data_identity({"name": "npz", "root": str(p)})
+    np.savez(p, **dict(arrays, y_train=np.array([0, 2, 1])))  # same shapes, other labels
+    b = data_identity({"name": "npz", "root": str(p)})
+    assert a["file"] != b["file"]
+    g = dict(name="glyphs", num_classes=10, train_per_class=3, test_per_class=1, size=16, seed=0)
+    assert data_identity(g) == data_identity(dict(g))
+    for k, v in (("num_classes", 11), ("train_per_class", 4), ("size", 12), ("seed", 1)):
+        assert data_identity(dict(g, **{k: v})) != data_identity(g), k
+    # the transform is part of a loaded set's identity
+    d1 = load_data(dict(g, flip=False), tmp_path)
+    d2 = load_data(dict(g, flip=True), tmp_path)
+    assert d1.identity != d2.identity and d1.identity["generator"] == d2.identity["generator"]

@@ -86,6 +86,7 @@ def _changes(cfg, data, teacher, tmp_path):
     """(what, spec, cfg, data, teacher) variations of a base run, each of which must retrain."""
     spec = RunSpec("kdi", "resnet8", "kd-i", "mixup", 0, 1, dict(cfg["loss"]))
     other_data = load_data(dict(cfg["data"], seed=1), tmp_path)
+    fewer_classes = load_data(dict(cfg["data"], num_classes=3), tmp_path)
     other_teacher = copy.deepcopy(teacher)
     with torch.no_grad():
         next(other_teacher.parameters()).add_(0.01)
@@ -98,6 +99,7 @@ def _changes(cfg, data, teacher, tmp_path):
         ("optim.weight_decay", spec, dict(cfg, optim=dict(cfg["optim"], weight_decay=0.0)), data, teacher),
         ("aug_alpha", spec, dict(cfg, aug={"alpha": 0.4}), data, teacher),
         ("data.generator.seed", spec, cfg, other_data, teacher),
+        ("data.generator.c", spec, cfg, fewer_classes, teacher),
         ("teacher", spec, cfg, data, other_teacher),
     ]
 
