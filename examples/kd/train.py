@@ -83,6 +83,9 @@ def effective_optim(cfg: dict) -> dict:
 def run_identity(spec: RunSpec, cfg: dict, data_identity: dict, teacher_digest: str | None = None,
                  world: int = 1) -> dict:
     """Everything that determines a run's result (see module docstring); JSON-able."""
+    if int(spec.epochs) < 1 or spec.aug not in ("none", "mixup", "cutmix"):
+        raise ValueError(f"{spec.name}: epochs must be >= 1 and aug one of none, mixup, cutmix "
+                         f"(got {spec.epochs}, {spec.aug!r})")
     ident = dict(arch=spec.arch, method=spec.method, seed=int(spec.seed), epochs=int(spec.epochs),
                  optim=effective_optim(cfg), data=data_identity, world_size=int(world))
     if spec.method != "teacher":

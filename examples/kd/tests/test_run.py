@@ -135,6 +135,16 @@ def test_changed_settings_retrain_next_to_the_old_run(tiny, tmp_path):
     assert b["identity"]["loss"]["tau"] == 2.0 and any("loss.tau: 4.5 -> 2.0" in m for m in msgs)
 
 
+@pytest.mark.parametrize("change", [dict(epochs=0), dict(aug="mosaic"), dict(method="kd-x")])
+def test_bad_spec_fails_before_training(tiny, tmp_path, change):
+    cfg, data, teacher, _, _ = tiny
+    spec = RunSpec(**dict(dict(name="x", arch="resnet8", method="kd-aug", aug="mixup", seed=0, epochs=1,
+                               loss=dict(cfg["loss"])), **change))
+    with pytest.raises(ValueError):
+        train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, progress=False)
+    assert not any(tmp_path.iterdir())
+
+
 def test_nan_loss_stops_and_records_nothing(tiny, tmp_path):
     cfg, data, teacher, _, _ = tiny
     spec = RunSpec("kd", "resnet8", "kd", "none", 0, 2, dict(cfg["loss"]))
