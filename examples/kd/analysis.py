@@ -110,11 +110,13 @@ def fig1_figure(stats: dict, out_dir: Path, stamp: dict | None = None) -> str:
 
 
 # ----------------------------------------------------------------------------- Table 1
-def table1(entries: list[dict], out_dir: Path, augs=("mixup", "cutmix"), metric="best_acc") -> str:
+def table1(entries: list[dict], out_dir: Path, augs=("mixup", "cutmix"), metric="best_acc", name="table1",
+           title=None) -> str:
     """Table 1 analogue from ``entries`` (dicts with ``row`` in :data:`ROW_LABEL`, ``aug``, ``seed``,
     ``metric``, ``violation``): mean with a 95 % t interval over seeds, the paired difference to
     KD-aug of the same augmentation and seed (95 % interval), and for KD-i the paired difference to
-    its control. KD uses no mixing; its row appears once. Writes ``table1.{md,rst,csv,json,png}``.
+    its control. KD uses no mixing; its row appears once. Writes ``<name>.{md,rst,csv,json,png}``
+    (the text study's Table 4: ``name="table4"`` and its own ``title``).
     """
     acc = defaultdict(dict)  # (row, aug) -> seed -> value
     viol = defaultdict(list)
@@ -123,7 +125,7 @@ def table1(entries: list[dict], out_dir: Path, augs=("mixup", "cutmix"), metric=
         acc[key][e["seed"]] = float(e[metric])
         viol[key].append(float(e.get("violation", 0.0)))
     rows, raw, panels = [], [], {AUG_LABEL[a]: [] for a in augs}
-    name = metric.replace("_", " ")
+    mname = metric.replace("_", " ")
     for rk in ROW_LABEL:
         for a in (["none"] if rk == "kd" else augs):
             key = (rk, a)
@@ -135,7 +137,7 @@ def table1(entries: list[dict], out_dir: Path, augs=("mixup", "cutmix"), metric=
             d_aug = " / ".join(fmt_ci(p["mean"], p["half"], signed=True) for p in vs_aug) if rk != "kd-aug" else "—"
             ctrl = paired(vals, acc.get(("kd-i-raw", a), {})) if rk == "kd-i" else None
             rows.append({"method": ROW_LABEL[rk], "aug": AUG_LABEL[a], "seeds": len(vals),
-                         f"{name} (%)": fmt_ci(m, h),
+                         f"{mname} (%)": fmt_ci(m, h),
                          "Δ vs KD-aug": d_aug if vs_aug and vs_aug[0]["n"] else "—",
                          "Δ vs control": fmt_ci(ctrl["mean"], ctrl["half"], signed=True) if ctrl and ctrl["n"] else "—",
                          "teacher order violated (%)": f"{100 * np.mean(viol[key]):.1f}"})
@@ -147,12 +149,12 @@ def table1(entries: list[dict], out_dir: Path, augs=("mixup", "cutmix"), metric=
     note = (f"Mean ± 95 % t-interval half width over seeds; Δ: paired over seeds (KD's Δ: vs KD-aug with "
             f"{' / '.join(AUG_LABEL[a] for a in augs)}). Control: KD-i's extra β-weighted term against the raw "
             f"teacher (calibrated fraction 0); KD-i's Δ vs control is the effect of the calibration alone.")
-    md = write_table(rows, out_dir / "table1", f"Table 1 analogue ({name})", note)
-    (out_dir / "table1.json").write_text(json.dumps(raw, indent=1))
+    md = write_table(rows, out_dir / name, title or f"Table 1 analogue ({mname})", note)
+    (out_dir / f"{name}.json").write_text(json.dumps(raw, indent=1))
     if metric == "best_acc" and any(panels.values()):
-        bar_figure({k: v for k, v in panels.items() if v}, out_dir / "table1.png",
-                   f"student {name} (%)",
-                   "Table 1: mean and 95 % interval over seeds (dots: seeds)")
+        bar_figure({k: v for k, v in panels.items() if v}, out_dir / f"{name}.png",
+                   f"student {mname} (%)",
+                   f"{(title or 'Table 1').split(' (')[0]}: mean and 95 % interval over seeds (dots: seeds)")
     return md
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["MixedBatch", "mix_batch", "label_order", "cutmix_box"]
+__all__ = ["MixedBatch", "mix_batch", "label_order", "cutmix_box", "draw_mix"]
 
 
 @dataclass
@@ -75,6 +75,20 @@ def cutmix_box(h: int, w: int, lam: float, rng: np.random.Generator):
     return int(y0), int(y1), int(x0), int(x1), float(lam_c)
 
 
+def draw_mix(b: int, alpha: float, rng: np.random.Generator, gen: torch.Generator | None = None):
+    """The random part of a mixed batch: ``(perm, lam)``.
+
+    ``perm`` is a permutation of ``range(b)`` drawn from ``gen`` (torch, CPU), the partner of
+    sample ``i`` being ``perm[i]``; ``lam ~ Beta(alpha, alpha)`` is one float for the whole batch,
+    drawn from ``rng`` (``alpha <= 0`` gives ``lam = 1``, no mixing). Shared by the image study
+    (pixels, :func:`mix_batch`) and the text study (pooled representations,
+    :mod:`examples.kd.text.mixing`), so both draw in the same order from the same generators.
+    """
+    perm = torch.randperm(b, generator=gen)
+    lam = float(rng.beta(alpha, alpha)) if alpha > 0 else 1.0
+    return perm, lam
+
+
 def mix_batch(x: torch.Tensor, y: torch.Tensor, kind: str, alpha: float,
               rng: np.random.Generator, gen: torch.Generator | None = None) -> MixedBatch:
     """Mix a batch with ``kind`` in {"mixup", "cutmix", "none"}.
@@ -96,8 +110,8 @@ def mix_batch(x: torch.Tensor, y: torch.Tensor, kind: str, alpha: float,
         return MixedBatch(x, y, y, lam, label_order(y, y, lam))
     if kind not in ("mixup", "cutmix"):
         raise ValueError(f"augmentation must be 'mixup', 'cutmix' or 'none', got {kind!r}")
-    perm = torch.randperm(b, generator=gen).to(x.device)
-    lam = float(rng.beta(alpha, alpha)) if alpha > 0 else 1.0
+    perm, lam = draw_mix(b, alpha, rng, gen)
+    perm = perm.to(x.device)
     if kind == "mixup":
         xm = lam * x + (1.0 - lam) * x[perm]
     else:

@@ -53,9 +53,10 @@ SCHEMA = {
 }
 
 
-def check_config(cfg: dict, where: str = "config") -> dict:
-    """``cfg`` checked against :data:`SCHEMA` (a normalised copy); raises :class:`ConfigError`."""
-    return validate(cfg, SCHEMA, where)
+def check_config(cfg: dict, where: str = "config", schema=None) -> dict:
+    """``cfg`` checked against ``schema`` (default :data:`SCHEMA`; the text study passes its own),
+    a normalised copy; raises :class:`ConfigError`."""
+    return validate(cfg, SCHEMA if schema is None else schema, where)
 
 
 def _merge(a: dict, b: dict) -> dict:
@@ -68,20 +69,20 @@ def _merge(a: dict, b: dict) -> dict:
     return out
 
 
-def _read(name_or_path) -> dict:
+def _read(name_or_path, config_dir=CONFIG_DIR, profiles=PROFILES) -> dict:
     import yaml
 
     p = Path(name_or_path)
     if not p.suffix:
-        p = CONFIG_DIR / f"{name_or_path}.yaml"
+        p = Path(config_dir) / f"{name_or_path}.yaml"
     if not p.is_file():
-        raise FileNotFoundError(f"config {name_or_path!r} not found (profiles: {', '.join(PROFILES)}; "
+        raise FileNotFoundError(f"config {name_or_path!r} not found (profiles: {', '.join(profiles)}; "
                                 f"or a path to a YAML file)")
     cfg = yaml.safe_load(p.read_text()) or {}
     if not isinstance(cfg, dict):
         raise ConfigError(f"config {p} must be a mapping")
     base = cfg.pop("base", None)
-    return _merge(_read(base), cfg) if base else cfg
+    return _merge(_read(base, config_dir, profiles), cfg) if base else cfg
 
 
 def apply_override(cfg: dict, item: str) -> dict:
@@ -113,14 +114,19 @@ def apply_override(cfg: dict, item: str) -> dict:
     return out
 
 
-def load_config(profile="quick", config=None, overrides=(), check=True) -> dict:
+def load_config(profile="quick", config=None, overrides=(), check=True, config_dir=CONFIG_DIR,
+                profiles=PROFILES, schema=None) -> dict:
     """The merged config: ``profile`` (or file ``config``), then each ``overrides`` item, checked
-    against :data:`SCHEMA` (unknown keys and out-of-range values raise :class:`ConfigError`)."""
-    cfg = _read(config or profile)
+    against :data:`SCHEMA` (unknown keys and out-of-range values raise :class:`ConfigError`).
+
+    ``config_dir``, ``profiles`` and ``schema``: where the profiles live, their names and the
+    schema to check against (the text study, :mod:`examples.kd.text`, passes its own).
+    """
+    cfg = _read(config or profile, config_dir, profiles)
     if check:
-        cfg = check_config(cfg, f"profile {config or profile!r}")
+        cfg = check_config(cfg, f"profile {config or profile!r}", schema)
     for o in overrides:
         cfg = apply_override(cfg, o)
         if check:  # check each override on its own, so the message names it
-            cfg = check_config(cfg, f"override {o!r}")
+            cfg = check_config(cfg, f"override {o!r}", schema)
     return cfg

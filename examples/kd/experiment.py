@@ -27,7 +27,15 @@ __all__ = ["Study"]
 
 
 class Study:
-    """Holds a config, the data and the teacher; each public method is one pipeline step."""
+    """Holds a config, the data and the teacher; each public method is one pipeline step.
+
+    A second study (the text study, :mod:`examples.kd.text`) subclasses it and replaces the
+    data-dependent parts: :meth:`_load_data`, :attr:`model_fn`, :attr:`batch_loss`,
+    :meth:`_prepare_teacher` and :meth:`extra_identity`.
+    """
+
+    model_fn = staticmethod(build_model)  # (arch, num_classes) -> network
+    batch_loss = None                     # a batch's (loss, stats); None: train.image_loss
 
     def __init__(self, cfg: dict):
         self.cfg = cfg
@@ -60,13 +68,13 @@ class Study:
         self.reuse_only = bool(cfg.get("reuse_only", False))
         self.progress = bool(cfg.get("progress", True))
         t0 = time.perf_counter()
-        self.data = load_data(dict(cfg.get("data", {})), self.root)  # checked before anything is written
+        self.data = self._load_data()  # checked before anything is written
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
         self._barrier()
         self.log(f"device {self.device}, {torch.get_num_threads()} thread(s), world size {self.world}")
         self.log(f"data: {cfg['data'].get('name', 'glyphs')}, {self.data.num_classes} classes, "
-                 f"{self.data.size('train')} train / {self.data.size('test')} test images "
+                 f"{self.data.size('train')} train / {self.data.size('test')} test examples "
                  f"({time.perf_counter() - t0:.1f}s)")
         self._teacher = None
         self.teacher_digest = None
@@ -75,6 +83,22 @@ class Study:
         self._logged = set()
         if self.rank == 0:
             (self.root / "config.json").write_text(json.dumps(cfg, indent=1))
+
+    # ------------------------------------------------------------------ hooks
+    def _load_data(self):
+        return load_data(dict(self.cfg.get("data", {})), self.root)
+
+    def _prepare_teacher(self, model):
+        """The trained teacher (eval mode, frozen) as the students' ``batch_loss`` uses it."""
+        return model
+
+    def extra_identity(self) -> dict:
+        """Settings beyond :func:`~examples.kd.train.run_identity` that decide a run's result."""
+        return {}
+
+    def _identity(self, spec, teacher_digest):
+        return dict(run_identity(spec, self.cfg, self.data.identity, teacher_digest, self.world),
+                    **self.extra_identity())
 
     # ------------------------------------------------------------------ helpers
     def log(self, msg, echo=True):
@@ -102,7 +126,8 @@ class Study:
     def _run(self, spec, teacher=None):
         rec = train_run(spec, self.data, self.cfg, self.root, self.device, teacher=teacher,
                         teacher_digest=self.teacher_digest if teacher is not None else None,
-                        resume=self.resume, reuse_only=self.reuse_only, progress=self.progress, log=self.log)
+                        resume=self.resume, reuse_only=self.reuse_only, progress=self.progress, log=self.log,
+                        model_fn=self.model_fn, batch_loss=self.batch_loss, extra_identity=self.extra_identity())
         self._record(rec)
         if rec is not None and rec["run_id"] not in self._logged:
             self._logged.add(rec["run_id"])
@@ -113,7 +138,7 @@ class Study:
         """The id a spec's run has under the current configuration (needs the teacher)."""
         self.teacher()
         td = None if spec.method == "teacher" else self.teacher_digest
-        return runs.run_id(spec.name, run_identity(spec, self.cfg, self.data.identity, td, self.world))
+        return runs.run_id(spec.name, self._identity(spec, td))
 
     # ------------------------------------------------------------------ which runs
     def _student(self, row, method, aug, seed, loss):
@@ -224,11 +249,12 @@ class Study:
         if self._teacher is None:
             t = self.cfg["teacher"]
             rec = self._run(self.teacher_spec())
-            self._teacher = load_model(self.root / rec["run_id"] / "final.pt", t["arch"], self.data.num_classes,
-                                       self.device)
-            for p in self._teacher.parameters():
+            model = load_model(self.root / rec["run_id"] / "final.pt", t["arch"], self.data.num_classes,
+                               self.device, model_fn=self.model_fn)
+            for p in model.parameters():
                 p.requires_grad_(False)
-            self.teacher_digest = state_digest(self._teacher)
+            self.teacher_digest = state_digest(model)
+            self._teacher = self._prepare_teacher(model)
             self.teacher_record = rec
             self.teacher_acc = rec["best_acc"]
         return self._teacher
@@ -238,8 +264,7 @@ class Study:
         teacher = self.teacher()
         done, out = {}, []
         for s in (specs if specs is not None else self.student_specs()):
-            key = (s.name, runs.canonical(run_identity(s, self.cfg, self.data.identity, self.teacher_digest,
-                                                       self.world)))
+            key = (s.name, runs.canonical(self._identity(s, self.teacher_digest)))
             if key not in done:
                 done[key] = self._run(s, teacher)
             out.append(done[key])

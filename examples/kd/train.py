@@ -44,8 +44,9 @@ from .augment import mix_batch
 from .losses import build_loss, loss_params
 from .models import build_model
 
-__all__ = ["RunSpec", "train_run", "train_step", "run_identity", "state_digest", "load_model", "dist_info",
-           "setup_determinism", "evaluate", "NonFiniteLoss", "RunMissing", "OPTIM_DEFAULTS"]
+__all__ = ["RunSpec", "train_run", "train_step", "image_loss", "make_optimizer", "run_identity", "state_digest",
+           "load_model", "dist_info", "setup_determinism", "evaluate", "NonFiniteLoss", "RunMissing",
+           "OPTIM_DEFAULTS"]
 
 OPTIM_DEFAULTS = dict(lr=0.1, lr_decay=0.2, milestones=[0.3, 0.6, 0.8], momentum=0.9, weight_decay=5e-4,
                       batch_size=128, nesterov=False)
@@ -169,29 +170,39 @@ def evaluate(model, data, device, batch_size=512):
     return float(100.0 * correct[0] / correct[1].clamp_min(1))
 
 
-def load_model(path, arch, num_classes, device):
-    """A trained network from a run folder's ``final.pt`` (or a checkpoint), in eval mode."""
-    m = build_model(arch, num_classes).to(device)
+def load_model(path, arch, num_classes, device, model_fn=build_model):
+    """A trained network from a run folder's ``final.pt`` (or a checkpoint), in eval mode.
+    ``model_fn(arch, num_classes)`` builds it (the text study passes its own)."""
+    m = model_fn(arch, num_classes).to(device)
     state = torch.load(path, map_location=device, weights_only=True)
     m.load_state_dict(state["model"] if "model" in state else state)
     return m.eval()
 
 
 # ----------------------------------------------------------------------------- one step
-def train_step(net, opt, x, y, teacher=None, loss_fn=None, aug="none", aug_alpha=1.0, rng=None, gen=None):
+def image_loss(net, teacher, loss_fn, x, y, idx, aug, aug_alpha, rng, gen):
+    """A batch's ``(loss, stats)`` in the image study: cross-entropy (teacher, ``loss_fn=None``)
+    or a distillation loss on the images mixed by ``aug`` (:func:`examples.kd.augment.mix_batch`).
+    ``idx`` (the batch's sample indices) is unused here; the text study's loss
+    (:func:`examples.kd.text.mixing.text_loss`) looks its cached teacher features up with it."""
+    if loss_fn is None:
+        return F.cross_entropy(net(x), y), {}
+    mb = mix_batch(x, y, aug, aug_alpha, rng, gen)
+    with torch.no_grad():
+        t = teacher(mb.x)
+    return loss_fn(net(mb.x), t, mb.y_a, mb.y_b, mb.lam, mb.labels, gen)
+
+
+def train_step(net, opt, x, y, teacher=None, loss_fn=None, aug="none", aug_alpha=1.0, rng=None, gen=None,
+               idx=None, batch_loss=None):
     """One optimiser step on the batch ``(x, y)``: cross-entropy (teacher, ``loss_fn=None``) or a
     distillation loss on the batch mixed by ``aug``. Returns ``(loss, stats)`` (detached).
 
     The training loop and the Table 3 benchmark both call this, so they time the same work.
+    ``batch_loss`` computes the loss (default :func:`image_loss`; the text study passes its own).
     """
     net.train()
-    if loss_fn is None:
-        loss, stats = F.cross_entropy(net(x), y), {}
-    else:
-        mb = mix_batch(x, y, aug, aug_alpha, rng, gen)
-        with torch.no_grad():
-            t = teacher(mb.x)
-        loss, stats = loss_fn(net(mb.x), t, mb.y_a, mb.y_b, mb.lam, mb.labels, gen)
+    loss, stats = (batch_loss or image_loss)(net, teacher, loss_fn, x, y, idx, aug, aug_alpha, rng, gen)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -199,14 +210,24 @@ def train_step(net, opt, x, y, teacher=None, loss_fn=None, aug="none", aug_alpha
 
 
 def make_optimizer(model, cfg):
+    """``optim.name``: ``"sgd"`` (default; momentum, weight decay, Nesterov) or ``"adamw"`` (the
+    usual optimiser for fine-tuning transformers; lr and weight decay). Frozen parameters
+    (``requires_grad=False``) are left out."""
     o = effective_optim(cfg)
-    return torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"],
+    params = [p for p in model.parameters() if p.requires_grad]
+    name = o.get("name", "sgd")
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=o["lr"], weight_decay=o["weight_decay"])
+    if name != "sgd":
+        raise ValueError(f"optim.name must be 'sgd' or 'adamw', got {name!r}")
+    return torch.optim.SGD(params, lr=o["lr"], momentum=o["momentum"],
                            weight_decay=o["weight_decay"], nesterov=o["nesterov"])
 
 
 # ----------------------------------------------------------------------------- the loop
 def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, teacher_digest=None,
-              resume=True, reuse_only=False, progress=True, stop_after_epoch=None, log=None):
+              resume=True, reuse_only=False, progress=True, stop_after_epoch=None, log=None,
+              model_fn=build_model, batch_loss=None, extra_identity=None):
     """Train one network; returns its record (:func:`examples.kd.runs.make_record`, also written
     to ``<run>/result.json``).
 
@@ -215,7 +236,10 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, te
     :func:`state_digest` of it). ``resume``: reuse a finished run of the same identity and
     continue an interrupted one; ``reuse_only``: never train (raise :class:`RunMissing`).
     ``stop_after_epoch`` ends the run early after that many epochs (tests of ``resume``).
-    ``log``: a function for one-line messages (default ``print``).
+    ``log``: a function for one-line messages (default ``print``). ``model_fn(arch,
+    num_classes)`` builds the network, ``batch_loss`` computes a batch's loss (see
+    :func:`train_step`) and ``extra_identity`` adds settings to the run's identity (the text
+    study: its model settings).
     """
     rank, world, dist_on = dist_info()
     log = log or (lambda m: print(m, flush=True))
@@ -224,6 +248,8 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, te
             raise ValueError(f"{spec.name}: a student run needs a teacher")
         teacher_digest = teacher_digest or state_digest(teacher)
     ident = run_identity(spec, cfg, data.identity, teacher_digest, world)
+    if extra_identity:
+        ident.update(extra_identity)
     rid = runs.run_id(spec.name, ident)
     out = Path(run_root) / rid
     done = out / "result.json"
@@ -242,7 +268,7 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, te
         out.mkdir(parents=True, exist_ok=True)
         _atomic_text(json.dumps(json.loads(runs.canonical(ident)), indent=1), out / "identity.json")
     torch.manual_seed(spec.seed)
-    model = build_model(spec.arch, data.num_classes).to(device)
+    model = model_fn(spec.arch, data.num_classes).to(device)
     opt = make_optimizer(model, cfg)
     state = dict(epoch=0, history=[], best=0.0, step_times=[])
     ckpt = out / "checkpoint.pt"
@@ -283,8 +309,9 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, te
                        dynamic_ncols=True)
         for i in range(0, len(order), bs):
             t0 = time.perf_counter()
-            x, y = data.get("train", order[i:i + bs], device, gen)
-            loss, stats = train_step(net, opt, x, y, teacher, loss_fn, spec.aug, aug_alpha, rng, gen)
+            idx = order[i:i + bs]
+            x, y = data.get("train", idx, device, gen)
+            loss, stats = train_step(net, opt, x, y, teacher, loss_fn, spec.aug, aug_alpha, rng, gen, idx, batch_loss)
             _sync(device)
             times.append(time.perf_counter() - t0)
             lv = loss.float().reshape(1)
