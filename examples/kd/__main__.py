@@ -37,17 +37,20 @@ COMMANDS = ("run", "data", "teacher", "students", "train", "fig1", "table1", "ta
 TRAIN_AUGS = {"kd": ("none",), "kd-aug": ("mixup", "cutmix"), "kd-i": ("mixup", "cutmix"), "kd-p": ("mixup", "cutmix")}
 
 
-def parse(argv=None):
+def parse(argv=None, prog="python -m examples.kd", doc=__doc__, commands=COMMANDS,
+          profiles="quick | full | gpu | paper", datasets="glyphs | cifar100 | cifar10 | npz | imagefolder",
+          image_options=True):
+    """Parse the command line; the text study (:mod:`examples.kd.text`) passes its own commands,
+    profiles and datasets and leaves out the image study's ``train``/``report`` options."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(t in COMMANDS for t in argv) and not any(t in ("-h", "--help") for t in argv):
+    if not any(t in commands for t in argv) and not any(t in ("-h", "--help") for t in argv):
         argv = ["run"] + argv  # the default command, also before options and key=value overrides
-    p = argparse.ArgumentParser(prog="python -m examples.kd", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", nargs="?", default="run", choices=COMMANDS)
-    p.add_argument("--profile", default="quick", help="quick | full | gpu | paper")
+    p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", nargs="?", default="run", choices=commands)
+    p.add_argument("--profile", default="quick", help=profiles)
     p.add_argument("--config", help="a YAML config file (instead of a profile)")
-    p.add_argument("--run-dir", help="output folder (default runs/<profile>)")
-    p.add_argument("--dataset", help="glyphs | cifar100 | cifar10 | npz | imagefolder")
+    p.add_argument("--run-dir", help="output folder (default: the profile's run_dir)")
+    p.add_argument("--dataset", help=datasets)
     p.add_argument("--data-root", help="folder/file of local data (never downloaded)")
     p.add_argument("--cache-dir", help="where generated data is cached (default <run-dir>/data)")
     p.add_argument("--device", help="auto | cpu | cuda")
@@ -61,11 +64,13 @@ def parse(argv=None):
                    help="never train: reuse finished runs of the current settings, stop naming what differs "
                         "when one is missing")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--method", default="kd-i", help="train: kd | kd-aug | kd-i | kd-p")
-    p.add_argument("--aug", default=None, help="train: none (kd) | mixup | cutmix (default: none for kd, else mixup)")
-    p.add_argument("--seed", default="0", help="train: student seed (an integer >= 0)")
-    p.add_argument("--out", help="report: output folder (default <run-dir>/report)")
-    p.add_argument("--readme", help="report: a Markdown file whose <!-- report:NAME --> blocks are rewritten")
+    if image_options:
+        p.add_argument("--method", default="kd-i", help="train: kd | kd-aug | kd-i | kd-p")
+        p.add_argument("--aug", default=None,
+                       help="train: none (kd) | mixup | cutmix (default: none for kd, else mixup)")
+        p.add_argument("--seed", default="0", help="train: student seed (an integer >= 0)")
+        p.add_argument("--out", help="report: output folder (default <run-dir>/report)")
+        p.add_argument("--readme", help="report: a Markdown file whose <!-- report:NAME --> blocks are rewritten")
     a, rest = p.parse_known_args(argv)
     bad = [r for r in rest if "=" not in r or r.startswith("-")]
     if bad:
@@ -74,8 +79,10 @@ def parse(argv=None):
     return a
 
 
-def build_config(a):
-    """The checked configuration of the parsed arguments ``a``; raises ConfigError."""
+def build_config(a, config_dir=None, profiles=None, schema=None):
+    """The checked configuration of the parsed arguments ``a``; raises ConfigError.
+
+    ``config_dir``, ``profiles``, ``schema``: the text study's (default: the image study's)."""
     from .config import ConfigError, check_config, load_config
     from .schema import parse_int_list
 
@@ -90,7 +97,8 @@ def build_config(a):
         if len(a.seed) != 1:
             raise ConfigError("--seed takes one integer (use --seeds for several)")
         a.seed = a.seed[0]
-    cfg = load_config(a.profile, a.config, a.overrides)
+    where = {k: v for k, v in (("config_dir", config_dir), ("profiles", profiles)) if v is not None}
+    cfg = load_config(a.profile, a.config, a.overrides, schema=schema, **where)
     if a.run_dir:
         cfg["run_dir"] = a.run_dir
     elif a.config is None and a.profile != cfg.get("profile", a.profile):
@@ -114,7 +122,7 @@ def build_config(a):
         cfg["progress"] = False
     if a.reuse_only or a.command == "report":
         cfg["reuse_only"] = True
-    return check_config(cfg, "command line")
+    return check_config(cfg, "command line", schema)
 
 
 def main(argv=None):
