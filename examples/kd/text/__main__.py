@@ -29,9 +29,6 @@ def main(argv=None):
     from ..__main__ import build_config, parse
     from .config import CONFIG_DIR, PROFILES, SCHEMA
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(v in COMMANDS for v in argv if not v.startswith("-")):
-        argv = ["run"] + argv  # overrides without a command: the whole pipeline
     a = parse(argv, prog="python -m examples.kd.text", doc=__doc__, commands=COMMANDS,
               profiles="quick | paper", datasets="debian | csv | tiny", image_options=False)
     try:
