@@ -154,7 +154,8 @@ def table1(entries: list[dict], out_dir: Path, augs=("mixup", "cutmix"), metric=
     if metric == "best_acc" and any(panels.values()):
         bar_figure({k: v for k, v in panels.items() if v}, out_dir / f"{name}.png",
                    f"student {mname} (%)",
-                   f"{(title or 'Table 1').split(' (')[0]}: mean and 95 % interval over seeds (dots: seeds)")
+                   "Table 1: mean and 95 % interval over seeds (dots: seeds)" if title is None else
+                   f"{title.split(' (')[0]}:\nmean and 95 % interval over seeds (dots: seeds)")
     return md
 
 
