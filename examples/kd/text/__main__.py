@@ -10,7 +10,7 @@ Commands (finished training runs are reused, missing ones trained first):
   teacher  fine-tune the teacher
   students train every student (KD, KD-aug, KD-i, KD-p x seeds)
   fig1     Fig. 1a/1b on text (teacher order vs hard-label order, original vs mixed)
-  table4   Table 4 analogue (mean ± std over seeds, paired differences vs KD-aug)
+  table4   Table 4 analogue (mean and 95 % interval over seeds, paired differences vs KD-aug)
 
 Profiles: quick (default), paper (``--profile``), or ``--config FILE.yaml``.
 Data: ``--dataset debian`` (default; this machine's package index), ``--dataset csv
