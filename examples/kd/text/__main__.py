@@ -19,6 +19,7 @@ Data: ``--dataset debian`` (default; this machine's package index), ``--dataset 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -31,6 +32,8 @@ def main(argv=None):
 
     a = parse(argv, prog="python -m examples.kd.text", doc=__doc__, commands=COMMANDS,
               profiles="quick | paper", datasets="debian | csv | tiny", image_options=False)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.exit("error: the text study runs in one process (torchrun is not supported); use --device cuda for a GPU")
     try:
         cfg = build_config(a, config_dir=CONFIG_DIR, profiles=PROFILES, schema=SCHEMA)
         if a.config is None and not a.run_dir and a.profile != cfg.get("profile", a.profile):
