@@ -16,7 +16,7 @@ _EXPORTS = {
     "Tree": "_tree",
     "as_tree": "_tree",
     "fit": "_api",
-    "FitResult": "_api",
+    "FitResult": "_dispatch",
     "certify": "_certify",
     "Certificate": "_certify",
     "fit_topk": "_topk",

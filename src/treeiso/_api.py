@@ -1,64 +1,30 @@
-"""The public entry point :func:`fit` and its dispatch to the kernels."""
-
-from typing import NamedTuple
+"""The public entry point :func:`fit`: validate once, resolve the kernel, run a backend."""
 
 import numpy as np
 
+from ._dispatch import BACKENDS, FitResult, resolve, tree_arrays
 from ._tree import as_tree
 from ._validation import (
     as_rows,
+    check_axis,
+    check_bounds,
+    check_ndim,
     check_orientation,
     is_torch_tensor,
+    move_weights,
     prepare_values,
     prepare_weights,
 )
 
 __all__ = ["fit", "FitResult"]
 
-METHODS = ("auto", "pav", "star", "broom", "irt", "irt-pairing", "irt-leftist",
-           "irt-binomial")
-BACKENDS = ("auto", "numba", "scipy", "torch")
-# The heap used by method="irt": pairing heaps were 3-10x faster than leftist
-# and binomial heaps in benchmarks/bench_cpu.py (see docs/benchmarks).
-DEFAULT_HEAP = "irt-pairing"
-_IRT_KERNELS = {
-    "irt-pairing": ("_irt_pairing", "irt_pairing_rows"),
-    "irt-leftist": ("_irt_leftist", "irt_leftist_rows"),
-    "irt-binomial": ("_irt_binomial", "irt_binomial_rows"),
-}
-
-
-class FitResult(NamedTuple):
-    """Result of :func:`fit` with ``return_blocks=True``.
-
-    Attributes
-    ----------
-    x : ndarray or Tensor
-        The fitted values, as returned by :func:`fit`.
-    blocks : ndarray or Tensor of int64
-        Same shape as ``x``: ``blocks[..., i]`` is the id of the top (closest
-        to the root) node of the block that contains node ``i``. Nodes of one
-        block share one fitted value, the weighted mean of their data.
-
-    Examples
-    --------
-    >>> import treeiso
-    >>> res = treeiso.fit([0.0, 1.0, 10.0], [-1, 0, 0], return_blocks=True)
-    >>> res.x
-    array([5., 1., 5.])
-    >>> res.blocks      # node 2 pooled with the root, node 1 alone
-    array([0, 1, 0])
-    """
-
-    x: object
-    blocks: object
-
 
 def fit(values, tree, weights=None, *, orientation="root_largest", method="auto",
-        backend="auto", return_blocks=False):
+        backend="auto", return_blocks=False, y_min=None, y_max=None, axis=-1,
+        threads=None, check_finite=True):
     r"""Weighted least-squares isotonic regression on a rooted tree or forest.
 
-    Solves, for every row ``y`` of ``values`` (the last axis indexes nodes),
+    Solves, for every row ``y`` of ``values`` (axis ``axis`` indexes nodes),
 
     .. math::
 
@@ -66,14 +32,16 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         x_{\mathrm{parent}(i)} \ge x_i \text{ for every non-root } i
 
     (``orientation="root_largest"``: each root holds the maximum of its tree),
-    or the same with ``x_{parent(i)} <= x_i`` (``"root_smallest"``). The
-    solution is unique; it is constant on connected blocks of nodes, each at
-    the weighted mean of its data.
+    or the same with ``x_{parent(i)} <= x_i`` (``"root_smallest"``), and
+    optionally ``y_min <= x_i <= y_max``. The solution is unique; without
+    bounds it is constant on connected blocks of nodes, each at the weighted
+    mean of its data.
 
     Parameters
     ----------
     values : array-like or torch.Tensor of shape (..., n)
         Data ``y``. Every row is fitted with the same tree. Must be finite.
+        (With ``axis``, the nodes may lie along another axis.)
     tree : Tree or array-like of int of shape (n,)
         The tree, or its parent array (``-1`` marks a root).
     weights : array-like or torch.Tensor, optional
@@ -96,6 +64,23 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         to about 1e-10 and meant for n up to a few thousand.
     return_blocks : bool, default=False
         Also return the blocks (see :class:`FitResult`).
+    y_min, y_max : float, optional
+        Constant bounds on every fitted value (scikit-learn's names). The
+        bounded solution is the unbounded one clipped to ``[y_min, y_max]``
+        (exact; proof in the theory page); on tensors the gradient is zero
+        where a bound is active.
+    axis : int, default=-1
+        The axis of ``values`` that indexes the nodes; the others index rows.
+    threads : int, optional
+        Threads that fit rows in parallel (NumPy input and CPU tensors).
+        Default: every core for NumPy input (``torch.get_num_threads()`` for
+        tensors), but only as many as the work is worth (one thread below
+        about 32k elements per thread) and never more than the rows.
+    check_finite : bool, default=True
+        Check that values and weights are finite and weights positive
+        (SciPy's convention). ``False`` skips these scans (and, for CUDA
+        tensors, the host synchronisation they cost); invalid data then gives
+        undefined results instead of an error.
 
     Returns
     -------
@@ -107,10 +92,11 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     ------
     ValueError
         For NaN or infinite values or weights, non-positive weights, shapes
-        that do not match the tree, 0-d values, an unknown method, or a method
-        that does not fit the tree's shape.
+        that do not match the tree, 0-d values, an unknown method, a method
+        that does not fit the tree's shape, ``y_min > y_max``, a bad ``axis``
+        or ``threads``.
     TypeError
-        For complex or non-numeric values or weights.
+        For complex or non-numeric values, weights or bounds.
 
     See Also
     --------
@@ -121,11 +107,15 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     -----
     Float32 input is computed in float64 and rounded back. Inputs are never
     modified. Runs in O(n log n) time and O(n) memory per row at worst.
+    Which kernel serves which tree is the table of the theory page
+    (``treeiso._dispatch``).
 
     Torch tensors keep their device and dtype and are differentiable in
     ``values`` and ``weights`` (the Jacobian averages over blocks). Chains,
     stars and brooms run natively on the tensor's device; other trees run
     the CPU kernel, so CUDA tensors are then copied to the host and back.
+    float16 and bfloat16 tensors are computed in float32 and returned in
+    their own dtype (gradients too).
 
     Examples
     --------
@@ -136,13 +126,21 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     array([2., 2., 2.])
     >>> treeiso.fit([3.0, 1.0, 2.0], [-1, 0, 1], orientation="root_smallest")
     array([2., 2., 2.])
+    >>> treeiso.fit([0.0, 1.0, 10.0], [-1, 0, 0], y_max=4.0)   # clipped block
+    array([4., 1., 4.])
     """
     check_orientation(orientation)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "scipy" and method != "auto":
+        raise ValueError("backend='scipy' takes method='auto' only")
+    bounds = check_bounds(y_min, y_max)
+    if threads is not None:
+        from ._numba_backend import check_threads
+
+        check_threads(threads)
     tree = as_tree(tree)
+    kernel = resolve(method, tree)
     if is_torch_tensor(values) or backend == "torch":
         if not is_torch_tensor(values):
             raise TypeError("backend='torch' needs values given as a torch.Tensor")
@@ -153,90 +151,55 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
             )
         from ._torch_backend import fit_torch
 
-        return fit_torch(values, tree, weights, orientation=orientation,
-                         method=method, return_blocks=return_blocks)
+        return fit_torch(values, tree, weights, kernel, orientation=orientation,
+                         bounds=bounds, return_blocks=return_blocks, axis=axis,
+                         threads=threads, check_finite=check_finite)
     if is_torch_tensor(weights):
         raise TypeError(
             "values is a NumPy array but weights is a torch.Tensor: pass both "
             "as NumPy arrays or both as tensors"
         )
-    y, out_dtype = prepare_values(values, tree.n)
-    w = prepare_weights(weights, y.shape)
+    y = np.asarray(values)
+    check_ndim(y.shape)
+    ax = y.ndim - 1 if axis == -1 else check_axis(axis, y.ndim)
+    if ax != y.ndim - 1:
+        if weights is not None:
+            weights = move_weights(np.asarray(weights), y.shape, ax)
+        y = np.moveaxis(y, ax, -1)
+    y, out_dtype = prepare_values(y, tree.n, check_finite)
+    w = prepare_weights(weights, y.shape, check_finite)
     y2 = as_rows(y)
+    sign = 1.0 if orientation == "root_largest" else -1.0
+    if sign < 0:
+        y2 = -y2
+    n_rows, n = y2.shape
     if backend == "scipy":
-        if method != "auto":
-            raise ValueError("backend='scipy' takes method='auto' only")
-        from ._scipy_ref import bvls_rows
+        from ._scipy_ref import fit_rows
 
-        sign = 1.0 if orientation == "root_largest" else -1.0
-        x2 = sign * bvls_rows(sign * y2, w, tree)
+        lo, hi = bounds
+        if sign < 0:  # y_min <= x <= y_max  <=>  -y_max <= -x <= -y_min
+            lo, hi = (None if hi is None else -hi), (None if lo is None else -lo)
+        x2 = fit_rows(y2, w, tree, lo, hi)  # solves the bounded problem itself
         blocks = _blocks_from_solution(x2, tree) if return_blocks else None
     else:
-        x2, blocks = fit_rows(y2, w, tree, orientation=orientation, method=method,
-                              return_blocks=return_blocks)
+        x2 = np.empty((n_rows, n))
+        blocks = np.empty((n_rows if return_blocks else 0, n), dtype=np.int64)
+        if n_rows and n:
+            from ._numba_backend import available_cores, n_threads, run_kernel
+
+            nt = 1 if threads == 1 else n_threads(threads, n_rows, n, available_cores())
+            run_kernel(kernel, y2, w, tree_arrays(kernel, tree), x2, blocks, nt)
+    if sign < 0:
+        np.negative(x2, out=x2)
+    if bounds != (None, None) and backend != "scipy":
+        np.clip(x2, bounds[0], bounds[1], out=x2)
     x = x2.reshape(y.shape).astype(out_dtype, copy=False)
+    if ax != y.ndim - 1:
+        x = np.moveaxis(x, -1, ax)
     if return_blocks:
-        return FitResult(x, blocks.reshape(y.shape))
+        blocks = blocks.reshape(y.shape)
+        return FitResult(x, blocks if ax == y.ndim - 1 else np.moveaxis(blocks, -1, ax))
     return x
-
-
-def _check_method_fits(method, tree):
-    shapes = {"pav": ("chain",), "star": ("star",), "broom": ("star", "broom")}
-    if method in shapes and tree.kind not in shapes[method]:
-        raise ValueError(
-            f"method={method!r} needs a tree of kind {' or '.join(shapes[method])}, "
-            f"but this tree is of kind {tree.kind!r}; use method='irt' or 'auto'"
-        )
-
-
-def resolve_method(method, tree):
-    """The concrete kernel name that ``fit`` runs for ``method`` on ``tree``."""
-    _check_method_fits(method, tree)
-    if method == "auto":
-        method = {"chain": "pav", "star": "broom", "broom": "broom"}.get(tree.kind, "irt")
-    if method == "star":
-        method = "broom"            # a star is a broom whose handle is the root
-    if method == "irt":
-        method = DEFAULT_HEAP
-    return method
-
-
-def fit_rows(y, w, tree, *, orientation="root_largest", method="auto",
-             return_blocks=False):
-    """Fit every row of ``y`` (float64, C-contiguous, shape (B, n)); no validation.
-
-    ``w`` is float64 of shape (Bw, n), Bw in {0 (unit weights), 1 (shared), B}.
-    Returns ``(x, blocks)``, both of shape (B, n); ``blocks`` is None unless
-    ``return_blocks``. Used by :func:`fit` and by the torch backend.
-    """
-    method = resolve_method(method, tree)
-    if orientation == "root_smallest":
-        y = -y
-    n_rows, n = y.shape
-    x = np.empty((n_rows, n))
-    blocks = np.empty((n_rows, n) if return_blocks else (0, n), dtype=np.int64)
-    if n_rows and n:
-        if method == "pav":
-            from ._pav import pav_rows
-
-            pav_rows(y, w, tree.handle, x, blocks, return_blocks)
-        elif method == "broom":
-            from ._broom import broom_rows_blocks
-
-            labels = np.ascontiguousarray(
-                np.broadcast_to(tree.handle.astype(np.int64), (n_rows, tree.handle.size)))
-            x, top = broom_rows_blocks(y, w, labels, want_top=return_blocks, out=x)
-            if return_blocks:
-                blocks = top
-        else:
-            import importlib
-
-            module, name = _IRT_KERNELS[method]
-            kernel = getattr(importlib.import_module(f"{__package__}.{module}"), name)
-            kernel(y, w, tree.order, tree.parent_pos, x, blocks, return_blocks)
-    if orientation == "root_smallest":
-        np.negative(x, out=x)
-    return x, (blocks if return_blocks else None)
 
 
 def _blocks_from_solution(x, tree, rtol=1e-9):

@@ -103,11 +103,23 @@ def _star(z, w, unit, cs, wc, zb, wb):
 
 
 @njit(cache=True, nogil=True)
-def _broom_kernel(y, w, labels, x, top, want_top):
-    # y, x: (B, c) float32 or float64 (work is float64 either way); w: (Bw, c), float32 or
-    # float64, Bw in {0 (unit weights), 1 (one row shared by every row), B}.
+def broom_rows(y, w, labels, x, blocks):
+    """Fit every row of ``y`` to its broom (orientation ``root_largest``): minimize
+    ``sum_j w[b, j] (x[b, j] - y[b, j])**2`` subject to
+    ``x[b, l0] >= x[b, l1] >= ... >= x[b, l(K-1)] >= x[b, j]`` for every other ``j``.
+
+    The contract of :mod:`treeiso._dispatch`: ``y``, ``x``: (B, c) float32 or float64 (the
+    sums are float64 either way); ``w``: (Bw, c) float32 or float64, Bw in {0 (unit
+    weights), 1 (one row shared by every row), B}; ``labels``: (Bl, k) int64, Bl in {1
+    (shared), B}, valid and deduplicated, ``-1`` padding at the end of a row (an
+    all-padding row is copied as is); ``blocks``: int64, (B, c) or (0, c) for none.
+    Returns False if some value of ``y`` was NaN or infinite (checked in the kernel's own
+    pass over the row), else True.
+    """
     n_rows, c = y.shape
     k_max = labels.shape[1]
+    shared_labels = labels.shape[0] == 1
+    with_blocks = blocks.shape[0] > 0
     n_w = w.shape[0]
     unit = n_w == 0
     ones = np.ones(c)
@@ -123,18 +135,19 @@ def _broom_kernel(y, w, labels, x, top, want_top):
     st_s = np.empty(k_max + 1, np.int64)
     finite = True
     for b in range(n_rows):
+        lr = 0 if shared_labels else b
         kr = 0
-        while kr < k_max and labels[b, kr] >= 0:
+        while kr < k_max and labels[lr, kr] >= 0:
             kr += 1
-        if want_top:
+        if with_blocks:
             for j in range(c):
-                top[b, j] = j
+                blocks[b, j] = j
         if kr == 0:
             for j in range(c):
                 x[b, j] = y[b, j]
                 finite &= np.isfinite(y[b, j])  # NaN != NaN: all comparisons fail
             continue
-        last = labels[b, kr - 1]
+        last = labels[lr, kr - 1]
         sh = np.float64(y[b, last])  # centre the row on the handle's last node (cancellation)
         acc = 0.0
         for j in range(c):
@@ -150,11 +163,11 @@ def _broom_kernel(y, w, labels, x, top, want_top):
                     wrow[j] = w[b, j]
             wr = wrow
         for i in range(kr):
-            zr[labels[b, i]] = -np.inf
+            zr[labels[lr, i]] = -np.inf
         # SPEC 2: PAV down the handle, all but its last node; ties are not pooled.
         ns = 0
         for i in range(kr - 1):
-            h = labels[b, i]
+            h = labels[lr, i]
             m = np.float64(y[b, h]) - sh
             wt = wr[h]
             s = i
@@ -181,78 +194,23 @@ def _broom_kernel(y, w, labels, x, top, want_top):
             v = _star(zr, wr, unit, cs, wc, zb, wb)
         # Write the leaves, x_j = min(y_j, v) (absorbed iff y_j - sh > v), then the handle.
         xv = v + sh
-        t_last = labels[b, s_last]
+        t_last = labels[lr, s_last]
         for j in range(c):  # handle entries (zr = -inf) are overwritten just below
             x[b, j] = xv if zr[j] > v else y[b, j]
-        if want_top:
+        if with_blocks:
             for j in range(c):
                 if zr[j] > v:
-                    top[b, j] = t_last
+                    blocks[b, j] = t_last
         for q in range(ns):
             end = st_s[q + 1] if q + 1 < ns else s_last
             for i in range(st_s[q], end):
-                h = labels[b, i]
+                h = labels[lr, i]
                 x[b, h] = st_m[q] + sh
-                if want_top:
-                    top[b, h] = labels[b, st_s[q]]
+                if with_blocks:
+                    blocks[b, h] = labels[lr, st_s[q]]
         for i in range(s_last, kr):
-            h = labels[b, i]
+            h = labels[lr, i]
             x[b, h] = xv
-            if want_top:
-                top[b, h] = t_last
+            if with_blocks:
+                blocks[b, h] = t_last
     return finite
-
-
-def broom_rows(y, w, labels):
-    """Fit every row of ``y`` to its broom (orientation ``root_largest``).
-
-    Minimizes ``sum_j w[b, j] (x[b, j] - y[b, j])**2`` subject to
-    ``x[b, l0] >= x[b, l1] >= ... >= x[b, l(K-1)] >= x[b, j]`` for every other ``j``, with
-    ``l = labels[b]`` (``-1`` padding at the end of a row; an all-padding row is returned as is).
-
-    Parameters
-    ----------
-    y : ndarray of shape (B, c), float64, C-contiguous
-    w : ndarray of shape (Bw, c), float64, C-contiguous, positive
-        ``Bw = B``: one row of weights per row; ``Bw = 1``: one row shared by every row;
-        ``Bw = 0``: unit weights.
-    labels : ndarray of shape (B, k), int64, valid and deduplicated
-
-    Returns
-    -------
-    x : ndarray of shape (B, c), float64
-
-    Notes
-    -----
-    Internal: no checking. O(c) per row and PAV step on ordinary data (at most
-    ``_MAX_ITER`` masked passes, then an O(c log c) sorted fallback).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from treeiso._broom import broom_rows
-    >>> broom_rows(np.array([[0.0, 1.0, 10.0]]), np.ones((1, 3)), np.array([[0]]))
-    array([[5., 1., 5.]])
-    """
-    x, _ = broom_rows_blocks(y, w, labels, want_top=False)
-    return x
-
-
-def broom_rows_blocks(y, w, labels, want_top=True, out=None, check_finite=False):
-    """``broom_rows`` plus the blocks: top[b, j] is the root-most node of j's block.
-
-    Also takes float32 ``y`` and/or ``w`` (the sums stay float64), ``w`` of shape (Bw, c) as in
-    ``broom_rows`` and ``out``, an array like ``y`` to write ``x`` into. ``check_finite``: raise
-    ValueError if ``y`` holds NaN or infinity (checked in the kernel's own pass).
-    """
-    n_rows, c = y.shape
-    x = np.empty((n_rows, c), dtype=np.float64) if out is None else out
-    top = np.empty((n_rows, c) if want_top else (0, 0), dtype=np.int64)
-    if n_rows and c:
-        finite = _broom_kernel(y, w, labels, x, top, want_top)
-        if check_finite and not finite:
-            kind = "a NaN" if np.isnan(y).any() else "an infinite"
-            raise ValueError(f"values contains {kind} value")
-    elif want_top:
-        top[...] = np.arange(c)
-    return x, (top if want_top else None)

@@ -103,8 +103,8 @@ def _delete(h, top, key, degree, child, sibling):
     return _meld(h, rev, key, degree, child, sibling)
 
 
-@njit(cache=True)
-def irt_binomial_rows(y, w, order, parent_pos, x, blocks, need_blocks):
+@njit(cache=True, nogil=True)
+def irt_binomial_rows(y, w, order, parent_pos, x, blocks):
     """IRT-BIN with binomial heaps; same contract as ``irt_leftist_rows``."""
     n_rows, n = y.shape
     idx_t = parent_pos.dtype.type
@@ -134,4 +134,4 @@ def irt_binomial_rows(y, w, order, parent_pos, x, blocks, need_blocks):
                 degree[v] = 0
                 heap[p] = _meld(heap[p], v, mean, degree, child, sibling)
         # The heaps are spent: ``heap`` now receives each position's block top.
-        write_row(b, order, parent_pos, mean, heap, merged, x, blocks, need_blocks)
+        write_row(b, order, parent_pos, mean, heap, merged, x, blocks)

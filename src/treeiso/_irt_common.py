@@ -31,9 +31,11 @@ def absorb(v, c, mean, weight, merged):
 
 
 @njit(cache=True)
-def write_row(b, order, parent_pos, mean, top, merged, x, blocks, need_blocks):
+def write_row(b, order, parent_pos, mean, top, merged, x, blocks):
     """Finish row ``b``: parents before children, a merged node takes its
-    parent's block; ``top`` (a spare index array) receives block tops."""
+    parent's block; ``top`` (a spare index array) receives block tops, copied
+    to ``blocks`` unless it is empty (0, n)."""
+    with_blocks = blocks.shape[0] > 0
     for i in range(order.shape[0]):
         if merged[i]:
             p = parent_pos[i]
@@ -43,5 +45,5 @@ def write_row(b, order, parent_pos, mean, top, merged, x, blocks, need_blocks):
             top[i] = i
         v = order[i]
         x[b, v] = mean[i]
-        if need_blocks:
+        if with_blocks:
             blocks[b, v] = order[top[i]]

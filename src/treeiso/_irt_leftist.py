@@ -60,8 +60,8 @@ def _meld(a, b, key, left, right, rank, stack):
     return root
 
 
-@njit(cache=True)
-def irt_leftist_rows(y, w, order, parent_pos, x, blocks, need_blocks):
+@njit(cache=True, nogil=True)
+def irt_leftist_rows(y, w, order, parent_pos, x, blocks):
     """IRT-BIN for every row of ``y`` (orientation root_largest).
 
     ``y``: float64 (B, n). ``w``: float64 (Bw, n), Bw in {0, 1, B}.
@@ -69,7 +69,8 @@ def irt_leftist_rows(y, w, order, parent_pos, x, blocks, need_blocks):
     ``parent_pos[i]``: position in ``order`` of the parent of ``order[i]``
     (-1 for a root). The kernel works on positions, so that siblings are
     adjacent in memory. ``x``: float64 (B, n) output; ``blocks``: int64
-    (B, n) output (the top node of each node's block).
+    output, (B, n) for the top node of each node's block or (0, n) for none
+    (the contract of :mod:`treeiso._dispatch`).
     """
     n_rows, n = y.shape
     idx_t = parent_pos.dtype.type
@@ -100,4 +101,4 @@ def irt_leftist_rows(y, w, order, parent_pos, x, blocks, need_blocks):
                 rank[v] = 1
                 heap[p] = _meld(heap[p], v, mean, left, right, rank, stack)
         # The heaps are spent: ``heap`` now receives each position's block top.
-        write_row(b, order, parent_pos, mean, heap, merged, x, blocks, need_blocks)
+        write_row(b, order, parent_pos, mean, heap, merged, x, blocks)

@@ -66,8 +66,8 @@ def _pop(h, key, child, sibling):
     return res
 
 
-@njit(cache=True)
-def irt_pairing_rows(y, w, order, parent_pos, x, blocks, need_blocks):
+@njit(cache=True, nogil=True)
+def irt_pairing_rows(y, w, order, parent_pos, x, blocks):
     """IRT-BIN with pairing heaps; same contract as ``irt_leftist_rows``."""
     n_rows, n = y.shape
     idx_t = parent_pos.dtype.type
@@ -95,4 +95,4 @@ def irt_pairing_rows(y, w, order, parent_pos, x, blocks, need_blocks):
                 sibling[v] = -1
                 heap[p] = _meld(heap[p], v, mean, child, sibling)
         # The heaps are spent: ``heap`` now receives each position's block top.
-        write_row(b, order, parent_pos, mean, heap, merged, x, blocks, need_blocks)
+        write_row(b, order, parent_pos, mean, heap, merged, x, blocks)

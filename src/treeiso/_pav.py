@@ -7,14 +7,15 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
-def pav_rows(y, w, chain, x, blocks, need_blocks):
+@njit(cache=True, nogil=True)
+def pav_rows(y, w, chain, x, blocks):
     """Fit ``x[chain[0]] >= x[chain[1]] >= ...`` for every row of ``y``.
 
     ``y``: float64 (B, n). ``w``: float64 (Bw, n) with Bw in {0 (unit
     weights), 1 (shared), B}. ``chain``: node ids from the root down.
-    ``x``: float64 (B, n) output. ``blocks``: int64 (B, n) output, filled with
-    the top node of each node's block when ``need_blocks``.
+    ``x``: float64 (B, n) output. ``blocks``: int64 output, (B, n) to receive
+    the top node of each node's block, or (0, n) (the contract of
+    :mod:`treeiso._dispatch`).
 
     The newest block (mean ``m_top``, weight ``w_top``, first position
     ``s_top``) lives in registers; older blocks are on array stacks. This
@@ -22,6 +23,7 @@ def pav_rows(y, w, chain, x, blocks, need_blocks):
     """
     n_rows, n = y.shape
     n_w = w.shape[0]
+    with_blocks = blocks.shape[0] > 0
     mean = np.empty(n)             # stack of finished block means
     weight = np.empty(n)           # ... their weights
     first = np.empty(n, np.int64)  # ... their first positions in the chain
@@ -68,6 +70,6 @@ def pav_rows(y, w, chain, x, blocks, need_blocks):
             head = chain[s]
             for i in range(s, end):
                 x[b, chain[i]] = m
-                if need_blocks:
+                if with_blocks:
                     blocks[b, chain[i]] = head
             end = s

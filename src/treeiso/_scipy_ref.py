@@ -3,10 +3,17 @@
 Slow (dense n x n matrix, O(n^3)) and independent of the fast kernels: used as
 ``backend="scipy"`` and by the tests. SPEC section 4, "QP reference".
 
-Write ``x = A (s * d)`` where ``A[i, j] = 1`` when ``j`` is ``i`` or one of its
+Without bounds, write ``x = A (s * d)`` where ``A[i, j] = 1`` when ``j`` is ``i`` or one of its
 ancestors, ``s = +1`` on roots and ``-1`` elsewhere. Then ``d`` at a root is
 the root's value and ``d_c = x_parent(c) - x_c`` elsewhere, so the order
 constraints become the bounds ``d_c >= 0``: a BVLS problem.
+
+With bounds ``lo <= x <= hi`` this change of variables no longer gives box constraints
+(the lower bound binds at the leaves), so the bounded problem is solved as what it is, a
+least-distance program (Lawson & Hanson 1974, ch. 23): with ``u = sqrt(w) (x - y)``,
+minimize ``|u|`` subject to ``G u >= f`` (edges and bounds), through one non-negative least
+squares problem (``scipy.optimize.nnls``). It does not use the clipping argument of the
+fast path, so the tests can check that argument against it.
 """
 
 import numpy as np
@@ -55,3 +62,59 @@ def bvls_rows(y, w, tree):
                          method="bvls", tol=1e-15, lsq_solver="exact")
         x[b] = a_signed @ res.x * scale + shift
     return x
+
+
+def ldp_rows(y, w, tree, lo, hi):
+    """Every row of ``y`` (B, n), orientation root_largest, with ``lo <= x <= hi`` (either
+    may be None), as a least-distance program solved by NNLS (Lawson & Hanson, ch. 23)."""
+    from scipy.optimize import nnls
+
+    n = tree.n
+    if n > _MAX_N:
+        raise ValueError(f"backend='scipy' is meant for n <= {_MAX_N}, use the default backend")
+    x = np.empty_like(y)
+    if n == 0:
+        return x
+    child = np.flatnonzero(tree.parent >= 0)
+    g_edge = np.zeros((child.size, n))    # G x >= h: x_parent - x_child >= 0
+    g_edge[np.arange(child.size), tree.parent[child]] = 1.0
+    g_edge[np.arange(child.size), child] = -1.0
+    for b in range(y.shape[0]):
+        wr = np.ones(n) if w.shape[0] == 0 else w[0 if w.shape[0] == 1 else b]
+        # A bound outside the data's range is inactive (the unbounded fit lies within the
+        # range and is then feasible); drop it, so that it does not spoil the scaling.
+        lo_b = lo if lo is not None and lo > y[b].min() else None
+        hi_b = hi if hi is not None and hi < y[b].max() else None
+        # Centre and scale (bounds too): IR(a y + c) = a IR(y) + c for a > 0.
+        shift = np.average(y[b], weights=wr)
+        spread = [np.abs(y[b] - shift).max()]
+        spread += [abs(v - shift) for v in (lo_b, hi_b) if v is not None]
+        scale = max(spread) or 1.0
+        g, h = [g_edge], [np.zeros(child.size)]
+        if lo_b is not None:
+            g.append(np.eye(n))
+            h.append(np.full(n, (lo_b - shift) / scale))
+        if hi_b is not None:
+            g.append(-np.eye(n))
+            h.append(np.full(n, -(hi_b - shift) / scale))
+        g, h = np.concatenate(g), np.concatenate(h)
+        yb = (y[b] - shift) / scale
+        if g.shape[0] == 0:               # one node, no active bound
+            x[b] = y[b]
+            continue
+        e = g / np.sqrt(wr)               # G D with D = diag(w^-1/2)
+        f = h - g @ yb
+        m = np.vstack([e.T, f[None, :]])  # (n + 1, constraints)
+        target = np.zeros(n + 1)
+        target[n] = 1.0
+        lam, _ = nnls(m, target, maxiter=50 * m.shape[1])
+        r = m @ lam - target              # u = -r[:n] / r[n] (Lawson & Hanson, 23.4)
+        x[b] = (yb - r[:n] / (r[n] * np.sqrt(wr))) * scale + shift
+    return x
+
+
+def fit_rows(y, w, tree, lo=None, hi=None):
+    """The reference fit of every row (orientation root_largest), bounded or not."""
+    if lo is None and hi is None:
+        return bvls_rows(y, w, tree)
+    return ldp_rows(y, w, tree, lo, hi)

@@ -6,8 +6,12 @@ import numpy as np
 
 from ._validation import (
     as_rows,
+    check_axis,
+    check_bounds,
+    check_ndim,
     check_orientation,
     is_torch_tensor,
+    move_weights,
     prepare_values,
     prepare_weights,
 )
@@ -15,7 +19,8 @@ from ._validation import (
 __all__ = ["fit_topk"]
 
 
-def fit_topk(values, labels, weights=None, *, orientation="root_largest"):
+def fit_topk(values, labels, weights=None, *, orientation="root_largest", y_min=None,
+             y_max=None, axis=-1, threads=None, check_finite=True):
     r"""Isotonic regression of each row onto its label order (a broom tree per row).
 
     For every row ``b`` (all axes but the last), with ``l = labels[b]``, solves exactly
@@ -45,6 +50,18 @@ def fit_topk(values, labels, weights=None, *, orientation="root_largest"):
     orientation : {"root_largest", "root_smallest"}, default="root_largest"
         ``"root_largest"``: the first label is the largest entry (the order above);
         ``"root_smallest"``: every inequality reversed (the first label is the smallest).
+    y_min, y_max : float, optional
+        Constant bounds on every fitted value: the fit clipped to ``[y_min, y_max]``,
+        which is the exact bounded solution (as in :func:`treeiso.fit`).
+    axis : int, default=-1
+        The axis of ``values`` that indexes the classes; ``labels`` keeps its classes
+        last, its other axes matching the other axes of ``values``.
+    threads : int, optional
+        Threads that fit rows in parallel, as in :func:`treeiso.fit`.
+    check_finite : bool, default=True
+        As in :func:`treeiso.fit`: ``False`` skips the checks of the data (NaN, infinity,
+        weights > 0 and, for tensors, the label range, which costs a CUDA
+        synchronisation). NumPy labels are always range-checked.
 
     Returns
     -------
@@ -74,15 +91,29 @@ def fit_topk(values, labels, weights=None, *, orientation="root_largest"):
     array([[0.5, 3. , 0.5, 2. ]])
     """
     check_orientation(orientation)
+    bounds = check_bounds(y_min, y_max)
+    if threads is not None:
+        from ._numba_backend import check_threads
+
+        check_threads(threads)
     if is_torch_tensor(values):
         from ._torch_backend import fit_topk_torch
 
-        return fit_topk_torch(values, labels, weights, orientation=orientation)
+        return fit_topk_torch(values, labels, weights, orientation=orientation,
+                              bounds=bounds, axis=axis, threads=threads,
+                              check_finite=check_finite)
     if is_torch_tensor(labels) or is_torch_tensor(weights):
         raise TypeError("values is not a torch.Tensor but labels or weights are: pass all "
                         "as NumPy arrays or all as tensors")
     arr = np.asarray(values)
-    y, out_dtype = prepare_values(arr, arr.shape[-1] if arr.ndim else 0)
+    check_ndim(arr.shape)
+    ax = arr.ndim - 1 if axis == -1 else check_axis(axis, arr.ndim)
+    if ax != arr.ndim - 1:
+        if weights is not None:
+            weights = move_weights(np.asarray(weights), arr.shape, ax)
+        arr = np.moveaxis(arr, ax, -1)
+    # NaN and infinity are caught by the kernel's own pass (no separate scan of the data).
+    y, out_dtype = prepare_values(arr, arr.shape[-1], check=False)
     c = y.shape[-1]
     lab = np.asarray(labels)
     if lab.dtype.kind not in "iu":
@@ -100,18 +131,30 @@ def fit_topk(values, labels, weights=None, *, orientation="root_largest"):
         if lo < -1 or hi >= c:
             raise ValueError(f"labels must be class indices in [0, {c}) or -1 (padding), "
                              f"got {lo if lo < -1 else hi}")
-    w2 = prepare_weights(weights, y.shape)  # float64 (Bw, c), Bw in {0, 1, B}
+    w2 = prepare_weights(weights, y.shape, check_finite)  # float64 (Bw, c), Bw in {0, 1, B}
     # float32 rows stay float32 (half the memory traffic); the kernel sums in float64.
     y2 = as_rows(y, np.float32 if y.dtype == np.float32 else np.float64)
-    if orientation == "root_smallest":
+    sign = 1.0 if orientation == "root_largest" else -1.0
+    if sign < 0:  # every constraint reversed: fit -y, negate
         y2 = -y2
     lab2 = compact_labels(lab.reshape(y2.shape[0], lab.shape[-1]))
-    from ._broom import broom_rows_blocks
+    x = np.empty_like(y2)
+    n_rows = y2.shape[0]
+    if n_rows and c:
+        from ._numba_backend import available_cores, n_threads, run_kernel
 
-    x, _ = broom_rows_blocks(y2, w2, lab2, want_top=False, out=np.empty_like(y2))
-    if orientation == "root_smallest":
+        nt = 1 if threads == 1 else n_threads(threads, n_rows, c, available_cores())
+        finite = run_kernel("broom", y2, w2, (lab2,), x, np.empty((0, c), np.int64), nt)
+        if check_finite and not all(finite):
+            from ._validation import check_finite as scan
+
+            scan(y, "values")  # names the first bad entry
+    if sign < 0:
         np.negative(x, out=x)
-    return x.reshape(y.shape).astype(out_dtype, copy=False)
+    if bounds != (None, None):
+        np.clip(x, bounds[0], bounds[1], out=x)
+    x = x.reshape(y.shape).astype(out_dtype, copy=False)
+    return x if ax == arr.ndim - 1 else np.moveaxis(x, -1, ax)
 
 
 def compact_labels(lab):

@@ -1,7 +1,9 @@
 """The torch backend: tree isotonic regression as differentiable ``torch.library`` ops.
 
-Three custom ops, each returning the fit ``x`` and its blocks ``top`` (``top[b, i]`` is the
-root-most node of the block holding ``i``), all with the same autograd formula (SPEC 5):
+The kernel is resolved by :func:`treeiso._dispatch.resolve` before this module is called;
+:func:`fit_torch` runs it through one of three custom ops, each returning the fit ``x`` and
+its ``blocks`` (``blocks[b, i]`` is the root-most node of the block holding ``i``), all with
+the same autograd formula (SPEC 5):
 
 - ``treeiso::chain``: rows already in chain order, ``x0 >= x1 >= ...``. CPU tensors run the
   Numba PAV kernel; other devices run :func:`_chain_native`, batched rounds of pooling all
@@ -12,7 +14,9 @@ root-most node of the block holding ``i``), all with the same autograd formula (
   copied to the host and back.
 
 Validation that needs the data (NaN, weights > 0, label range) runs inside the ops, on real
-tensors, so that ``torch.compile`` traces the callers without graph breaks.
+tensors, so that ``torch.compile`` traces the callers without graph breaks; ``check=False``
+skips it (and the host synchronisation it costs on CUDA). The host paths split rows over
+``threads`` threads (:mod:`treeiso._numba_backend`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._validation import check_orientation
+from . import _dispatch
+from ._dispatch import FitResult
+from ._validation import check_axis, check_ndim, move_weights
 
 # Rounds of parallel pooling before the chain's native path hands the rows left to PAV on
 # the host: _CHAIN_ROUNDS + _CHAIN_ROUNDS_PER_BIT * log2(n). A round costs O(n); random rows
@@ -51,20 +57,16 @@ def _check_weights(w: Tensor | None) -> None:
         raise ValueError("weights must be > 0")
 
 
-def _work_dtype(dtype: torch.dtype) -> torch.dtype:
-    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
-
-
 def _to_np64(t: Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().to("cpu", torch.float64).numpy())
 
 
-def _block_vjp(top: Tensor, g: Tensor, w: Tensor | None) -> Tensor:
-    """Per element, G_B / W_B of its block B (SPEC 5): sums over ``top`` then gathered."""
-    gsum = torch.zeros_like(g).scatter_add_(-1, top, g)
+def _block_vjp(blocks: Tensor, g: Tensor, w: Tensor | None) -> Tensor:
+    """Per element, G_B / W_B of its block B (SPEC 5): sums over ``blocks`` then gathered."""
+    gsum = torch.zeros_like(g).scatter_add_(-1, blocks, g)
     wfull = torch.ones_like(g) if w is None else w.expand_as(g)  # w may be one shared row
-    wsum = torch.zeros_like(g).scatter_add_(-1, top, wfull)
-    return gsum.gather(-1, top) / wsum.gather(-1, top)
+    wsum = torch.zeros_like(g).scatter_add_(-1, blocks, wfull)
+    return gsum.gather(-1, blocks) / wsum.gather(-1, blocks)
 
 
 # ----------------------------------------------------------------------------- chain
@@ -109,41 +111,43 @@ def _chain_native(y: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor]:
     return me + sh, top
 
 
-def _chain_host(y: Tensor, w: Tensor | None, order: Tensor | None = None
+def _chain_host(y: Tensor, w: Tensor | None, order: Tensor | None = None, threads: int = 1
                 ) -> tuple[Tensor, Tensor]:
     """The Numba PAV kernel on host copies (none for contiguous CPU float32/float64)."""
-    from ._pav import pav_rows
+    from ._numba_backend import run_kernel
 
-    yc = y.detach().to("cpu").contiguous()
-    wc = (torch.empty((0, y.shape[1]), dtype=y.dtype) if w is None
-          else w.detach().to("cpu", y.dtype).contiguous())
+    yc = y.detach().to("cpu", torch.float64).contiguous()
+    wc = (torch.empty((0, y.shape[1]), dtype=torch.float64) if w is None
+          else w.detach().to("cpu", torch.float64).contiguous())
     chain = (np.arange(yc.shape[1], dtype=np.int64) if order is None
              else np.ascontiguousarray(order.detach().cpu().numpy(), dtype=np.int64))
     x = torch.empty_like(yc)
-    top = torch.empty(yc.shape, dtype=torch.int64)
+    blocks = torch.empty(yc.shape, dtype=torch.int64)
     if yc.numel():
-        pav_rows(yc.numpy(), wc.numpy(), chain, x.numpy(), top.numpy(), True)
-    return x.to(y.device), top.to(y.device)
+        run_kernel("pav", yc.numpy(), wc.numpy(), (chain,), x.numpy(), blocks.numpy(),
+                   threads)
+    return x.to(y.device, y.dtype), blocks.to(y.device)
 
 
 @torch.library.custom_op("treeiso::chain", mutates_args=())
-def _chain_op(y: Tensor, w: Tensor | None, order: Tensor, native: bool
-              ) -> tuple[Tensor, Tensor]:
-    """``x[order[0]] >= x[order[1]] >= ...`` per row; ``top`` holds node ids."""
-    _check_finite(y, "values")
-    _check_weights(w)
+def _chain_op(y: Tensor, w: Tensor | None, order: Tensor, native: bool, threads: int = 0,
+              check: bool = True) -> tuple[Tensor, Tensor]:
+    """``x[order[0]] >= x[order[1]] >= ...`` per row; ``blocks`` holds node ids."""
+    if check:
+        _check_finite(y, "values")
+        _check_weights(w)
     if y.shape[-1] == 0:
         return y.clone(), torch.empty(y.shape, dtype=torch.int64, device=y.device)
     if not (native or y.device.type != "cpu"):
-        return _chain_host(y, w, order)
+        return _chain_host(y, w, order, _threads(threads, y))
     order = order.to(y.device)
     xo, to = _chain_native(y[:, order].contiguous(),
                            None if w is None else w[:, order].contiguous())
     x = torch.empty_like(y)
-    top = torch.empty(y.shape, dtype=torch.int64, device=y.device)
+    blocks = torch.empty(y.shape, dtype=torch.int64, device=y.device)
     x[:, order] = xo
-    top[:, order] = order[to]
-    return x, top
+    blocks[:, order] = order[to]
+    return x, blocks
 
 
 # ----------------------------------------------------------------------------- broom
@@ -248,65 +252,70 @@ def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor, strategy: str | None
     return (xpad[:, :c] + sh).contiguous(), tpad[:, :c].contiguous()
 
 
-def _broom_host(y: Tensor, w: Tensor | None, lab: Tensor) -> tuple[Tensor, Tensor]:
+def _broom_host(y: Tensor, w: Tensor | None, lab: Tensor, threads: int = 1, check: bool = True
+                ) -> tuple[Tensor, Tensor]:
     """The Numba kernel on host copies (none for contiguous CPU float32/float64 tensors)."""
-    from ._broom import broom_rows_blocks
+    from ._numba_backend import run_kernel
 
-    yc = y.detach().to("cpu").contiguous()
-    wc = (torch.empty((0, y.shape[1]), dtype=y.dtype) if w is None
-          else w.detach().to("cpu", y.dtype).contiguous())
+    work = y.dtype if y.dtype in (torch.float32, torch.float64) else torch.float64
+    yc = y.detach().to("cpu", work).contiguous()
+    wc = (torch.empty((0, y.shape[1]), dtype=work) if w is None
+          else w.detach().to("cpu", work).contiguous())
     labc = lab.detach().to("cpu", torch.int64).contiguous()
     x = torch.empty_like(yc)
-    _, top = broom_rows_blocks(yc.numpy(), wc.numpy(), labc.numpy(), out=x.numpy(),
-                               check_finite=True)
-    return x.to(y.device), torch.from_numpy(top).to(y.device)
+    blocks = torch.empty(yc.shape, dtype=torch.int64)
+    finite = run_kernel("broom", yc.numpy(), wc.numpy(), (labc.numpy(),), x.numpy(),
+                        blocks.numpy(), threads)
+    if check and not all(finite):
+        kind = "a NaN" if bool(torch.isnan(yc).any()) else "an infinite"
+        raise ValueError(f"values contains {kind} value")
+    return x.to(y.device, y.dtype), blocks.to(y.device)
 
 
 @torch.library.custom_op("treeiso::broom", mutates_args=())
-def _broom_op(y: Tensor, w: Tensor | None, labels: Tensor, native: bool
-              ) -> tuple[Tensor, Tensor]:
+def _broom_op(y: Tensor, w: Tensor | None, labels: Tensor, native: bool, threads: int = 0,
+              check: bool = True) -> tuple[Tensor, Tensor]:
     native = native or y.device.type != "cpu"
-    if native:
-        _check_finite(y, "values")  # the host kernel checks in its own pass
-    _check_weights(w)
     c = y.shape[-1]
-    if labels.numel():
-        lo, hi = int(labels.min()), int(labels.max())
-        if lo < -1 or hi >= c:
-            bad = lo if lo < -1 else hi
-            raise ValueError(
-                f"labels must be class indices in [0, {c}) or -1 (padding), got {bad}")
+    if check:
+        if native:
+            _check_finite(y, "values")  # the host kernel checks in its own pass
+        _check_weights(w)
+        if labels.numel():
+            lo, hi = int(labels.min()), int(labels.max())
+            if lo < -1 or hi >= c:
+                bad = lo if lo < -1 else hi
+                raise ValueError(
+                    f"labels must be class indices in [0, {c}) or -1 (padding), got {bad}")
     if y.numel() == 0:
         return y.clone(), torch.zeros(y.shape, dtype=torch.int64, device=y.device)
     labels = _compact_labels(labels)
     if native:
         return _broom_native(y, w, labels)
-    return _broom_host(y, w, labels)
+    return _broom_host(y, w, labels, _threads(threads, y), check)
 
 
 # ----------------------------------------------------------------------------- any tree
 @torch.library.custom_op("treeiso::tree", mutates_args=())
-def _tree_op(y: Tensor, w: Tensor | None, order: Tensor, parent_pos: Tensor, method: str
-             ) -> tuple[Tensor, Tensor]:
+def _tree_op(y: Tensor, w: Tensor | None, order: Tensor, parent_pos: Tensor, kernel: str,
+             threads: int = 0, check: bool = True) -> tuple[Tensor, Tensor]:
     """IRT-BIN on host copies. ``order``/``parent_pos``: the tree's (``Tree.order``,
     ``Tree.parent_pos``, CPU tensors), so no ``Tree`` is rebuilt (nor re-checked) per call;
-    ``method``: a key of ``treeiso._api._IRT_KERNELS``."""
-    import importlib
+    ``kernel``: an IRT-BIN kernel name of :data:`treeiso._dispatch.KERNELS`."""
+    from ._numba_backend import run_kernel
 
-    from ._api import _IRT_KERNELS
-
-    _check_finite(y, "values")
-    _check_weights(w)
+    if check:
+        _check_finite(y, "values")
+        _check_weights(w)
     y64 = _to_np64(y)
     w64 = np.empty((0, y64.shape[1])) if w is None else _to_np64(w)
     x = np.empty_like(y64)
-    top = np.empty(y64.shape, dtype=np.int64)
+    blocks = np.empty(y64.shape, dtype=np.int64)
     if y64.size:
-        module, name = _IRT_KERNELS[method]
-        kernel = getattr(importlib.import_module(f"{__package__}.{module}"), name)
-        kernel(y64, w64, order.cpu().numpy(), parent_pos.cpu().numpy(), x, top, True)
+        run_kernel(kernel, y64, w64, (order.cpu().numpy(), parent_pos.cpu().numpy()), x,
+                   blocks, _threads(threads, y))
     return (torch.from_numpy(x).to(y.device, y.dtype),
-            torch.from_numpy(top).to(y.device))
+            torch.from_numpy(blocks).to(y.device))
 
 
 # ----------------------------------------------------------------------------- fake + grad
@@ -316,15 +325,15 @@ def _fake(y, w, *args):
 
 def _setup_context(ctx, inputs, output):
     y, w = inputs[0], inputs[1]
-    x, top = output
+    x, blocks = output
     ctx.has_w = w is not None
     ctx.n_rest = len(inputs) - 2  # the inputs after y and w get no gradient
-    ctx.save_for_backward(y, w, x, top)
+    ctx.save_for_backward(y, w, x, blocks)
 
 
-def _backward(ctx, gx, gtop):
-    y, w, x, top = ctx.saved_tensors
-    r = _block_vjp(top, gx, w)
+def _backward(ctx, gx, gblocks):
+    y, w, x, blocks = ctx.saved_tensors
+    r = _block_vjp(blocks, gx, w)
     gy = r if w is None else w * r
     gw = None
     if ctx.has_w:
@@ -340,19 +349,20 @@ for _op in (_chain_op, _broom_op, _tree_op):
 
 
 # ----------------------------------------------------------------------------- front ends
-def _prepare(values: Tensor, weights, what_n: int | None = None):
-    """values -> (rows (B, n) in a float dtype, weights (B, n), (1, n) when one row is shared
-    by every row, or None, out dtype)."""
+def _prepare(values: Tensor, weights, axis: int = -1):
+    """values -> (rows (B, n) in the work dtype, weights (B, n), (1, n) when one row is
+    shared by every row, or None, out dtype, axis of the nodes in ``values``).
+
+    The work dtype is float32 or float64: integers give float64, and float16/bfloat16 are
+    computed in float32 (the output is cast back, which autograd follows)."""
     if values.is_complex():
         raise TypeError(f"values must be real, got complex dtype {values.dtype}")
     if values.dtype == torch.bool:
         raise TypeError("values must be numeric, got dtype torch.bool")
-    if values.ndim == 0:
-        raise ValueError("values must have at least one dimension, got a scalar")
+    check_ndim(values.shape)
+    ax = check_axis(axis, values.ndim)
     out_dtype = values.dtype if values.is_floating_point() else torch.float64
-    work = _work_dtype(out_dtype)
-    y = values.to(work)
-    w = None
+    work = out_dtype if out_dtype in (torch.float32, torch.float64) else torch.float32
     if weights is not None:
         if not isinstance(weights, Tensor):
             raise TypeError(
@@ -363,67 +373,73 @@ def _prepare(values: Tensor, weights, what_n: int | None = None):
                 f"weights are on {weights.device} but values on {values.device}")
         if weights.is_complex() or weights.dtype == torch.bool:
             raise TypeError(f"weights must be real numbers, got dtype {weights.dtype}")
-        try:
-            w = torch.broadcast_to(weights.to(work), values.shape)
-        except RuntimeError:
-            raise ValueError(f"weights of shape {tuple(weights.shape)} do not broadcast "
-                             f"to values of shape {tuple(values.shape)}") from None
+        weights = move_weights(weights, values.shape, ax)
+    values = values.movedim(ax, -1)
     n = values.shape[-1]
     n_rows = 1
     for d in values.shape[:-1]:
         n_rows *= d
-    y2 = y.reshape(n_rows, n).contiguous()
+    y2 = values.to(work).reshape(n_rows, n).contiguous()
     w2 = None
-    if w is not None:
-        if all(d == 1 for d in weights.shape[:-1]):  # one row for all: (1, n), no (B, n) copy
-            w2 = w[(0,) * (values.ndim - 1)].unsqueeze(0).contiguous()
+    if weights is not None:
+        w = weights.to(work)
+        if all(d == 1 for d in w.shape[:-1]):  # one row for all: (1, n), no (B, n) copy
+            w2 = w.reshape(1, w.shape[-1]).expand(1, n).contiguous()
         else:
-            w2 = w.reshape(n_rows, n).contiguous()
-    return y2, w2, out_dtype
+            w2 = torch.broadcast_to(w, values.shape).reshape(n_rows, n).contiguous()
+    return y2, w2, out_dtype, ax
 
 
-def fit_torch(values: Tensor, tree, weights=None, *, orientation="root_largest",
-              method="auto", return_blocks=False):
-    """Torch implementation of :func:`treeiso.fit` (see there).
+def _threads(threads: int, y: Tensor) -> int:
+    """Host threads for the rows of ``y``; ``threads=0`` (the ops' encoding of None): torch's
+    thread count, limited by the work (see :func:`treeiso._numba_backend.n_threads`)."""
+    from ._numba_backend import n_threads
+
+    return n_threads(threads or None, y.shape[0], y.shape[1], torch.get_num_threads())
+
+
+def _finish(x: Tensor, shape, out_dtype, ax: int, bounds, sign: float) -> Tensor:
+    """Undo the orientation's sign, clip to the bounds, restore shape, dtype and axis."""
+    if sign < 0:
+        x = -x
+    if bounds != (None, None):
+        x = torch.clamp(x, min=bounds[0], max=bounds[1])
+    return x.reshape(shape).to(out_dtype).movedim(-1, ax)
+
+
+def fit_torch(values: Tensor, tree, weights, kernel: str, *, orientation="root_largest",
+              bounds=(None, None), return_blocks=False, axis=-1, threads=None,
+              check_finite=True):
+    """Torch implementation of :func:`treeiso.fit` (see there): runs ``kernel``, resolved
+    by :func:`treeiso._dispatch.resolve` for ``tree``.
 
     Chains, stars and brooms run on the tensor's device; other trees (and ``method='irt*'``)
     run the CPU kernel, so CUDA tensors are copied to the host and back. Differentiable in
     ``values`` and ``weights`` (the VJP averages over the blocks, SPEC 5).
     """
-    from ._api import FitResult, _check_method_fits
-    from ._tree import as_tree
-
-    check_orientation(orientation)
-    tree = as_tree(tree)
-    if values.ndim and values.shape[-1] != tree.n:
-        raise ValueError(f"values has {values.shape[-1]} entries in its last axis but the "
+    y2, w2, out_dtype, ax = _prepare(values, weights, axis)
+    if y2.shape[-1] != tree.n:
+        raise ValueError(f"values has {y2.shape[-1]} entries along axis {axis} but the "
                          f"tree has {tree.n} nodes")
-    y2, w2, out_dtype = _prepare(values, weights)
-    _check_method_fits(method, tree)
     sign = 1.0 if orientation == "root_largest" else -1.0
     ys = y2 if sign > 0 else -y2
-    kind = tree.kind
     native = values.device.type != "cpu"
-    if method in ("auto", "pav", "star", "broom") and kind == "chain" and tree.n:
+    nt = threads or 0  # None: resolved in the op (torch.compile traces no thread count)
+    if kernel == "pav":
         order = torch.as_tensor(np.asarray(tree.handle, dtype=np.int64))
-        x, top = _chain_op(ys, w2, order, native)
-    elif method in ("auto", "star", "broom") and kind in ("star", "broom"):
+        x, blocks = _chain_op(ys, w2, order, native, nt, check_finite)
+    elif kernel == "broom":
         lab = torch.as_tensor(np.asarray(tree.handle, dtype=np.int64), device=values.device)
-        x, top = _broom_op(ys, w2, lab.expand(ys.shape[0], -1).contiguous(), native)
+        x, blocks = _broom_op(ys, w2, lab.expand(ys.shape[0], -1).contiguous(), native, nt,
+                              check_finite)
     else:
-        from ._api import _IRT_KERNELS, DEFAULT_HEAP, resolve_method
-
-        kernel = resolve_method(method, tree)
-        if kernel not in _IRT_KERNELS:  # an empty chain: any kernel does
-            kernel = DEFAULT_HEAP
         order = torch.from_numpy(np.array(tree.order))  # host tensors: the kernel runs there
         parent_pos = torch.from_numpy(np.array(tree.parent_pos))
-        x, top = _tree_op(ys, w2, order, parent_pos, kernel)
-    if sign < 0:
-        x = -x
-    x = x.reshape(values.shape).to(out_dtype)
+        x, blocks = _tree_op(ys, w2, order, parent_pos, kernel, nt, check_finite)
+    shape = values.movedim(ax, -1).shape
+    x = _finish(x, shape, out_dtype, ax, bounds, sign)
     if return_blocks:
-        return FitResult(x, top.reshape(values.shape))
+        return FitResult(x, blocks.reshape(shape).movedim(-1, ax))
     return x
 
 
@@ -442,10 +458,9 @@ def _compact_labels(lab: Tensor) -> Tensor:
     return out[..., :k]
 
 
-def fit_topk_torch(values: Tensor, labels, weights=None, *, orientation="root_largest"
-                   ) -> Tensor:
+def fit_topk_torch(values: Tensor, labels, weights=None, *, orientation="root_largest",
+                   bounds=(None, None), axis=-1, threads=None, check_finite=True) -> Tensor:
     """Torch implementation of :func:`treeiso.fit_topk` (see there)."""
-    check_orientation(orientation)
     if not isinstance(labels, Tensor):
         raise TypeError(f"values is a torch.Tensor but labels is {type(labels).__name__}: "
                         "pass both as tensors")
@@ -453,22 +468,19 @@ def fit_topk_torch(values: Tensor, labels, weights=None, *, orientation="root_la
         raise ValueError(f"labels are on {labels.device} but values on {values.device}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
-    if values.ndim == 0:
-        raise ValueError("values must have at least one dimension, got a scalar")
+    y2, w2, out_dtype, ax = _prepare(values, weights, axis)
+    shape = values.movedim(ax, -1).shape
     if labels.ndim == 0:
         labels = labels.reshape(1)
-    lead = values.shape[:-1]
+    lead = shape[:-1]
     try:
         lab = torch.broadcast_to(labels.long(), lead + labels.shape[-1:])
     except RuntimeError:
         raise ValueError(f"labels of shape {tuple(labels.shape)} do not fit values of shape "
                          f"{tuple(values.shape)}: expected (..., k) with ... = "
                          f"{tuple(lead)}") from None
-    y2, w2, out_dtype = _prepare(values, weights)
     lab2 = lab.reshape(y2.shape[0], lab.shape[-1]).contiguous()
-    if orientation == "root_smallest":  # every constraint reversed: fit -y, negate
-        x, _ = _broom_op(-y2, w2, lab2, values.device.type != "cpu")
-        x = -x
-    else:
-        x, _ = _broom_op(y2, w2, lab2, values.device.type != "cpu")
-    return x.reshape(values.shape).to(out_dtype)
+    sign = 1.0 if orientation == "root_largest" else -1.0
+    ys = y2 if sign > 0 else -y2  # root_smallest: every constraint reversed, fit -y
+    x, _ = _broom_op(ys, w2, lab2, values.device.type != "cpu", threads or 0, check_finite)
+    return _finish(x, shape, out_dtype, ax, bounds, sign)

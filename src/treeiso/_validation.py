@@ -61,24 +61,76 @@ def check_finite(arr, what):
             raise ValueError(f"{what} contains {kind} value at index {i}")
 
 
-def prepare_values(values, n):
-    """Validate ``values`` of shape (..., n). Returns (array, output dtype)."""
-    y = as_real_array(values, "values")
-    if y.ndim == 0:
+def check_bounds(y_min, y_max):
+    """Validate the bounds: None or real finite scalars with ``y_min <= y_max``."""
+    for name, b in (("y_min", y_min), ("y_max", y_max)):
+        if b is None:
+            continue
+        if is_torch_tensor(b) or np.ndim(b) != 0 or isinstance(b, (bool, np.bool_)):
+            raise TypeError(f"{name} must be None or a real number, got {b!r}")
+        if not isinstance(b, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be None or a real number, got {type(b).__name__}")
+        if not np.isfinite(b):
+            raise ValueError(f"{name} must be finite, got {b}")
+    if y_min is not None and y_max is not None and y_min > y_max:
+        raise ValueError(f"y_min must be <= y_max, got y_min={y_min} > y_max={y_max}")
+    return (None if y_min is None else float(y_min), None if y_max is None else float(y_max))
+
+
+def check_axis(axis, ndim):
+    """``axis`` as a non-negative index into ``ndim`` axes (``ndim >= 1``)."""
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"axis must be an integer, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis {axis} is out of bounds for values with {ndim} dimensions")
+    return int(axis) % ndim
+
+
+def check_ndim(shape):
+    if len(shape) == 0:
         raise ValueError("values must have at least one dimension, got a scalar")
+
+
+def move_weights(weights, shape, axis):
+    """Weights broadcastable to values of ``shape`` (axis ``axis`` indexing nodes),
+    moved like the values, so that nodes are the last axis. ``weights`` is a NumPy array
+    or a tensor (the caller's library)."""
+    nd = len(shape)
+    if weights.ndim > nd:
+        raise ValueError(f"weights of shape {tuple(weights.shape)} have more dimensions "
+                         f"than values {tuple(shape)}")
+    try:
+        np.broadcast_shapes(tuple(weights.shape), tuple(shape))
+    except ValueError:
+        raise ValueError(f"weights of shape {tuple(weights.shape)} do not broadcast to "
+                         f"values of shape {tuple(shape)}") from None
+    weights = weights.reshape((1,) * (nd - weights.ndim) + tuple(weights.shape))
+    if is_torch_tensor(weights):
+        return weights.movedim(axis, -1)
+    return np.moveaxis(weights, axis, -1)
+
+
+def prepare_values(values, n, check=True):
+    """Validate ``values`` of shape (..., n). Returns (array, output dtype).
+
+    ``check=False`` skips the scan for NaN and infinity."""
+    y = as_real_array(values, "values")
+    check_ndim(y.shape)
     if y.shape[-1] != n:
         raise ValueError(
             f"values has {y.shape[-1]} entries in its last axis but the tree has "
             f"{n} nodes"
         )
-    check_finite(y, "values")
+    if check:
+        check_finite(y, "values")
     return y, result_dtype(y)
 
 
-def prepare_weights(weights, shape):
+def prepare_weights(weights, shape, check=True):
     """Validate ``weights`` and bring them to (Bw, n) float64, Bw in {0, 1, B}.
 
     ``Bw = 0`` stands for unit weights, ``1`` for one row shared by every row.
+    ``check=False`` skips the scans for NaN, infinity and non-positive weights.
     """
     n = shape[-1]
     if weights is None:
@@ -94,8 +146,9 @@ def prepare_weights(weights, shape):
         raise ValueError(
             f"weights of shape {w.shape} have more dimensions than values {shape}"
         )
-    check_finite(w, "weights")
-    if w.size and not (w > 0).all():
+    if check:
+        check_finite(w, "weights")
+    if check and w.size and not (w > 0).all():
         i = first_bad(~(w > 0))
         raise ValueError(f"weights must be > 0, got {w[i]} at index {i}")
     if all(s == 1 for s in w.shape[:-1]):

@@ -1,0 +1,116 @@
+"""Which kernel serves which tree: the one dispatch table of treeiso (imports no Numba).
+
+:func:`treeiso.fit` validates its arguments, calls :func:`resolve` once and hands the
+resulting kernel name to a backend (:mod:`treeiso._numba_backend`,
+:mod:`treeiso._torch_backend`, :mod:`treeiso._scipy_ref`), which only runs it.
+
+The kernel contract (every kernel in ``KERNELS``, all with orientation ``root_largest``)::
+
+    kernel(y, w, *tree_arrays, x, blocks)
+
+- ``y``: (B, n) float64 (the broom kernel also takes float32), C-contiguous, finite;
+- ``w``: (Bw, n) float64, Bw in {0 (unit weights), 1 (one row shared by every row), B};
+- ``tree_arrays`` (:func:`tree_arrays`): ``pav`` takes the chain from the root down;
+  ``broom`` takes labels (Bl, k) int64, Bl in {1 (shared), B}, each row a handle padded
+  with ``-1`` at its end; the IRT-BIN kernels take ``Tree.order`` and ``Tree.parent_pos``;
+- ``x``: (B, n) output, same dtype as ``y``;
+- ``blocks``: int64 output, (B, n) to receive the blocks (``blocks[b, i]``: the top node
+  of the block holding ``i``) or (0, n) when the caller does not want them.
+
+Kernels trust their input and are compiled ``nogil``, so rows can run on several threads.
+The broom kernel also returns whether every value it read was finite (its callers use
+that instead of a separate pass over the data); the others return nothing.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+METHODS = ("auto", "pav", "star", "broom", "irt", "irt-pairing", "irt-leftist",
+           "irt-binomial")
+BACKENDS = ("auto", "numba", "scipy", "torch")
+# The heap used by method="irt": pairing heaps were 3-10x faster than leftist and
+# binomial heaps in benchmarks/bench_cpu.py (see docs/benchmarks).
+DEFAULT_HEAP = "irt-pairing"
+#: kernel name -> (module, function)
+KERNELS = {
+    "pav": ("_pav", "pav_rows"),
+    "broom": ("_broom", "broom_rows"),
+    "irt-pairing": ("_irt_pairing", "irt_pairing_rows"),
+    "irt-leftist": ("_irt_leftist", "irt_leftist_rows"),
+    "irt-binomial": ("_irt_binomial", "irt_binomial_rows"),
+}
+IRT_KERNELS = ("irt-pairing", "irt-leftist", "irt-binomial")
+#: method -> the tree kinds it solves (the IRT methods solve every tree)
+_SHAPES = {"pav": ("chain",), "star": ("star",), "broom": ("star", "broom")}
+#: tree kind -> the kernel of method="auto"
+_AUTO = {"chain": "pav", "star": "broom", "broom": "broom", "general": DEFAULT_HEAP}
+
+
+class FitResult(NamedTuple):
+    """Result of :func:`fit` with ``return_blocks=True``.
+
+    Attributes
+    ----------
+    x : ndarray or Tensor
+        The fitted values, as returned by :func:`fit`.
+    blocks : ndarray or Tensor of int64
+        Same shape as ``x``: ``blocks[..., i]`` is the id of the top (closest
+        to the root) node of the block that contains node ``i``. Nodes of one
+        block share one fitted value, the weighted mean of their data (with
+        ``y_min``/``y_max``, that mean clipped to the bounds; the blocks are
+        those of the unbounded fit).
+
+    Examples
+    --------
+    >>> import treeiso
+    >>> res = treeiso.fit([0.0, 1.0, 10.0], [-1, 0, 0], return_blocks=True)
+    >>> res.x
+    array([5., 1., 5.])
+    >>> res.blocks      # node 2 pooled with the root, node 1 alone
+    array([0, 1, 0])
+    """
+
+    x: object
+    blocks: object
+
+
+def resolve(method, tree):
+    """The kernel (a key of ``KERNELS``) that runs ``method`` on ``tree``.
+
+    Raises ValueError for an unknown method or one that does not fit the tree's kind.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    shapes = _SHAPES.get(method)
+    if shapes is not None and tree.kind not in shapes:
+        raise ValueError(
+            f"method={method!r} needs a tree of kind {' or '.join(shapes)}, "
+            f"but this tree is of kind {tree.kind!r}; use method='irt' or 'auto'"
+        )
+    if method == "auto":
+        return _AUTO[tree.kind]
+    if method == "star":
+        return "broom"              # a star is a broom whose handle is the root
+    if method == "irt":
+        return DEFAULT_HEAP
+    return method
+
+
+def load(kernel):
+    """The compiled kernel function (imports its module, hence Numba, on first use)."""
+    import importlib
+
+    module, name = KERNELS[kernel]
+    return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+
+
+def tree_arrays(kernel, tree):
+    """The tree arguments of ``kernel`` for ``tree`` (see the module docstring)."""
+    if kernel == "pav":
+        return (tree.handle,)
+    if kernel == "broom":
+        return (tree.handle.astype(np.int64).reshape(1, -1),)
+    return (tree.order, tree.parent_pos)

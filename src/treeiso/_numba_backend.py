@@ -1,0 +1,96 @@
+"""The NumPy/Numba backend: runs a resolved kernel over rows, on one thread or several.
+
+The kernels (contract in :mod:`treeiso._dispatch`) are compiled ``nogil``; rows are split
+into contiguous chunks, one per thread, and each chunk is one kernel call on views of the
+caller's arrays (no copies). The thread pool is created on first use and kept.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+from . import _dispatch
+
+# A thread is worth starting only for this many elements (rows x n) of work: below it the
+# hand-off (tens of microseconds) costs more than it saves.
+MIN_WORK_PER_THREAD = 1 << 15
+
+_pool = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def available_cores():
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def check_threads(threads):
+    """Validate the public ``threads`` argument (None or a positive int)."""
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be None or a positive integer, got {threads!r}")
+
+
+def n_threads(threads, n_rows, n, default):
+    """Threads to use for ``n_rows`` rows of ``n`` nodes: ``threads`` if given, else
+    ``default`` (the cores, or torch's thread count), never more than the rows, and with
+    ``threads=None`` never more than the work is worth."""
+    if threads is None:
+        threads = min(default, (n_rows * n) // MIN_WORK_PER_THREAD)
+    return max(1, min(int(threads), n_rows))
+
+
+def _get_pool(size):
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < size:
+            from concurrent.futures import ThreadPoolExecutor
+
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="treeiso")
+            _pool_size = size
+        return _pool
+
+
+def run_rows(fn, row_args, shared_args, threads):
+    """``fn(*row_args, *shared_args)`` split by rows over ``threads`` threads.
+
+    ``row_args`` are arrays whose first axis indexes rows (sliced per chunk; an array with
+    fewer rows than the first, such as shared weights (1, n) or empty blocks (0, n), is
+    passed whole); ``shared_args`` are passed whole. Returns the per-chunk results.
+    """
+    n_rows = row_args[0].shape[0]
+    if threads <= 1 or n_rows <= 1:
+        return [fn(*row_args, *shared_args)]
+    bounds = np.linspace(0, n_rows, threads + 1).astype(np.int64)
+
+    def chunk(i):
+        lo, hi = bounds[i], bounds[i + 1]
+        args = [a[lo:hi] if a.shape[0] == n_rows else a for a in row_args]
+        return fn(*args, *shared_args)
+
+    return list(_get_pool(threads).map(chunk, range(threads)))
+
+
+def run_kernel(kernel, y, w, tree_args, x, blocks, threads):
+    """Run ``kernel`` (a name from :func:`treeiso._dispatch.resolve`) on every row.
+
+    ``tree_args``: from :func:`treeiso._dispatch.tree_arrays` (broom labels (B, k) are
+    split by rows like ``y``). Returns the kernel's per-chunk results.
+    """
+    fn = _dispatch.load(kernel)
+    if kernel == "broom":  # labels come before the outputs
+        (labels,) = tree_args
+        return run_rows(lambda y_, w_, lab, x_, b_: fn(y_, w_, lab, x_, b_),
+                        (y, w, labels, x, blocks), (), threads)
+    return run_rows(lambda y_, w_, x_, b_, *tree: fn(y_, w_, *tree, x_, b_),
+                    (y, w, x, blocks), tree_args, threads)
