@@ -3,6 +3,7 @@
 import numpy as np
 
 from ._dispatch import BACKENDS, FitResult, resolve, tree_arrays
+from ._numba_backend import check_threads, n_threads, run_kernel
 from ._tree import as_tree
 from ._validation import (
     as_rows,
@@ -135,10 +136,7 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     if backend == "scipy" and method != "auto":
         raise ValueError("backend='scipy' takes method='auto' only")
     bounds = check_bounds(y_min, y_max)
-    if threads is not None:
-        from ._numba_backend import check_threads
-
-        check_threads(threads)
+    check_threads(threads)
     tree = as_tree(tree)
     kernel = resolve(method, tree)
     if is_torch_tensor(values) or backend == "torch":
@@ -185,9 +183,7 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         x2 = np.empty((n_rows, n))
         blocks = np.empty((n_rows if return_blocks else 0, n), dtype=np.int64)
         if n_rows and n:
-            from ._numba_backend import available_cores, n_threads, run_kernel
-
-            nt = 1 if threads == 1 else n_threads(threads, n_rows, n, available_cores())
+            nt = n_threads(threads, n_rows, n)
             run_kernel(kernel, y2, w, tree_arrays(kernel, tree), x2, blocks, nt)
     if sign < 0:
         np.negative(x2, out=x2)

@@ -99,12 +99,19 @@ def resolve(method, tree):
     return method
 
 
+_loaded = {}
+
+
 def load(kernel):
     """The compiled kernel function (imports its module, hence Numba, on first use)."""
-    import importlib
+    fn = _loaded.get(kernel)
+    if fn is None:
+        import importlib
 
-    module, name = KERNELS[kernel]
-    return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+        module, name = KERNELS[kernel]
+        fn = _loaded[kernel] = getattr(importlib.import_module(f"{__package__}.{module}"),
+                                       name)
+    return fn
 
 
 def tree_arrays(kernel, tree):

@@ -23,28 +23,37 @@ _pool_size = 0
 _pool_lock = threading.Lock()
 
 
+_cores = None
+
+
 def available_cores():
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    """CPU cores this process may run on (looked up once)."""
+    global _cores
+    if _cores is None:
+        try:
+            _cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            _cores = os.cpu_count() or 1
+    return _cores
 
 
 def check_threads(threads):
     """Validate the public ``threads`` argument (None or a positive int)."""
-    if threads is None:
+    if threads is None or threads.__class__ is int and threads >= 1:
         return
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads must be None or a positive integer, got {threads!r}")
 
 
-def n_threads(threads, n_rows, n, default):
+def n_threads(threads, n_rows, n, default=None):
     """Threads to use for ``n_rows`` rows of ``n`` nodes: ``threads`` if given, else
-    ``default`` (the cores, or torch's thread count), never more than the rows, and with
-    ``threads=None`` never more than the work is worth."""
+    ``default`` (default: the cores; the torch backend passes torch's thread count), never
+    more than the rows, and with ``threads=None`` never more than the work is worth."""
     if threads is None:
-        threads = min(default, (n_rows * n) // MIN_WORK_PER_THREAD)
+        work = (n_rows * n) // MIN_WORK_PER_THREAD
+        if work <= 1 or n_rows <= 1:
+            return 1
+        threads = min(available_cores() if default is None else default, work)
     return max(1, min(int(threads), n_rows))
 
 
@@ -88,6 +97,8 @@ def run_kernel(kernel, y, w, tree_args, x, blocks, threads):
     split by rows like ``y``). Returns the kernel's per-chunk results.
     """
     fn = _dispatch.load(kernel)
+    if threads <= 1:
+        return [fn(y, w, *tree_args, x, blocks)]
     if kernel == "broom":  # labels come before the outputs
         (labels,) = tree_args
         return run_rows(lambda y_, w_, lab, x_, b_: fn(y_, w_, lab, x_, b_),

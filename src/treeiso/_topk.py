@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._numba_backend import check_threads, n_threads, run_kernel
 from ._validation import (
     as_rows,
     check_axis,
@@ -92,10 +93,7 @@ def fit_topk(values, labels, weights=None, *, orientation="root_largest", y_min=
     """
     check_orientation(orientation)
     bounds = check_bounds(y_min, y_max)
-    if threads is not None:
-        from ._numba_backend import check_threads
-
-        check_threads(threads)
+    check_threads(threads)
     if is_torch_tensor(values):
         from ._torch_backend import fit_topk_torch
 
@@ -141,9 +139,7 @@ def fit_topk(values, labels, weights=None, *, orientation="root_largest", y_min=
     x = np.empty_like(y2)
     n_rows = y2.shape[0]
     if n_rows and c:
-        from ._numba_backend import available_cores, n_threads, run_kernel
-
-        nt = 1 if threads == 1 else n_threads(threads, n_rows, c, available_cores())
+        nt = n_threads(threads, n_rows, c)
         finite = run_kernel("broom", y2, w2, (lab2,), x, np.empty((0, c), np.int64), nt)
         if check_finite and not all(finite):
             from ._validation import check_finite as scan
