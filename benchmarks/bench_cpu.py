@@ -1,25 +1,28 @@
 """Time treeiso.fit on CPU next to SciPy (chains) and Higra (all trees), same run.
 
-    python benchmarks/bench_cpu.py                 # n = 1e3 .. 1e7, all shapes
+    python benchmarks/bench_cpu.py                 # n = 1e2 .. 1e7, all shapes, threads
     python benchmarks/bench_cpu.py --max-n 1e6 --repeats 5
+    python benchmarks/bench_cpu.py --parts threads # only the 1- vs 2-thread timings
 
-Every timing is the median of ``--repeats`` runs after one warm-up run. The
-script prints a table with ratios (treeiso time / peer time: below 1 means
-treeiso is faster), measures peak memory at the largest n and the import time,
-and writes everything to ``benchmarks/results/cpu.json`` as it goes (a killed
-run keeps what it measured).
+Every timing is the median of ``--repeats`` samples after one warm-up call; a
+sample repeats the call until it lasts about a millisecond (so microsecond calls
+are timed accurately) and counts the time per call. The script prints a table
+with ratios (treeiso time / peer time: below 1 means treeiso is faster),
+measures peak memory at the largest n and the import time, times rows on 1 and
+2 threads, and writes everything to ``benchmarks/results/cpu.json`` in the
+layout of ``benchmarks/_record.py`` as it goes (a killed run keeps what it
+measured).
 """
 
 import argparse
-import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from _record import Results
 
 HERE = Path(__file__).resolve().parent
 SHAPES = ("random", "caterpillar", "binary", "chain", "shuffled-chain", "star")
@@ -64,13 +67,18 @@ def higra_relabel(tree):
     return par_h, new_order
 
 
-def median_time(fn, repeats):
+def median_time(fn, repeats, sample_s=1e-3):
     fn()                                  # warm-up (and JIT load)
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    number = max(1, min(1000, int(sample_s / max(first, 1e-7))))
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - t0) / number)
     return float(np.median(times))
 
 
@@ -116,17 +124,12 @@ def import_time(repeats=5):
     return float(np.median(times))
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--min-n", type=float, default=1e3)
-    ap.add_argument("--max-n", type=float, default=1e7)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=SHAPES)
-    ap.add_argument("--heaps-up-to", type=float, default=1e6,
-                    help="also time both IRT heaps up to this n")
-    ap.add_argument("--out", default=str(HERE / "results" / "cpu.json"))
-    args = ap.parse_args(argv)
+FAMILY = {"random": "random tree", "caterpillar": "caterpillar", "binary": "binary tree",
+          "chain": "chain (in order)", "shuffled-chain": "chain (shuffled ids)",
+          "star": "star"}
 
+
+def bench_sizes(res, args, sizes):
     import treeiso
 
     try:
@@ -136,80 +139,108 @@ def main(argv=None):
         print("higra is not installed: pip install higra (Higra columns left empty)")
     from scipy.optimize import isotonic_regression
 
-    sizes = [int(10**k) for k in range(int(np.log10(args.min_n)),
-                                       int(np.log10(args.max_n)) + 1)]
-    result = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "numpy": np.__version__},
-        "repeats": args.repeats,
-        "rows": [],
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-
-    def save():
-        out.write_text(json.dumps(result, indent=1))
-
-    header = (f"{'shape':12s} {'n':>9s} {'treeiso':>9s} {'+Tree':>9s} {'higra':>9s} "
-              f"{'scipy':>9s} {'ratio':>7s}  notes")
-    print(header)
+    print(f"{'shape':12s} {'n':>9s} {'treeiso':>9s} {'+Tree':>9s} {'higra':>9s} "
+          f"{'scipy':>9s} {'ratio':>7s}")
     rng = np.random.default_rng(0)
     for shape in args.shapes:
+        fam = FAMILY[shape]
         for n in sizes:
             parent = make_parent(shape, n, rng)
             y = rng.normal(size=n)
             tree = treeiso.Tree(parent)
-            row = {"shape": shape, "n": n, "kind": tree.kind}
-            row["treeiso_s"] = median_time(lambda: treeiso.fit(y, tree), args.repeats)
-            row["treeiso_with_tree_s"] = median_time(lambda: treeiso.fit(y, parent),
-                                                     args.repeats)
+            t = median_time(lambda: treeiso.fit(y, tree), args.repeats)
+            res.add(fam, n, "treeiso", t, kind=tree.kind)
+            t_tree = median_time(lambda: treeiso.fit(y, parent), args.repeats)
+            res.add(fam, n, "treeiso, Tree() included", t_tree)
             x = treeiso.fit(y, tree)
             if n <= args.heaps_up_to:
                 for heap in ("irt-pairing", "irt-leftist", "irt-binomial"):
-                    row[f"{heap}_s"] = median_time(
-                        lambda: treeiso.fit(y, tree, method=heap), args.repeats)
-            notes = []
+                    res.add(fam, n, f"treeiso {heap}", median_time(
+                        lambda: treeiso.fit(y, tree, method=heap), args.repeats))
+            t_h = t_s = float("nan")
             if hg is not None:
                 par_h, new_order = higra_relabel(tree)
                 htree = hg.Tree(par_h)
                 y_h = np.ascontiguousarray(y[new_order])
-                row["higra_s"] = median_time(
+                t_h = median_time(
                     lambda: hg.tree_monotonic_regression(htree, y_h, "least_square"),
                     args.repeats)
                 x_h = hg.tree_monotonic_regression(htree, y_h, "least_square")
-                row["max_abs_diff_higra"] = float(np.abs(x_h - x[new_order]).max())
-                row["ratio_higra"] = row["treeiso_s"] / row["higra_s"]
+                res.add(fam, n, "Higra", t_h,
+                        max_abs_diff=float(np.abs(x_h - x[new_order]).max()))
             if tree.kind == "chain":
                 y_chain = np.ascontiguousarray(y[tree.handle])
-                row["scipy_s"] = median_time(
-                    lambda: isotonic_regression(y_chain, increasing=False), args.repeats)
+                t_s = median_time(lambda: isotonic_regression(y_chain, increasing=False),
+                                  args.repeats)
                 x_s = isotonic_regression(y_chain, increasing=False).x
-                row["max_abs_diff_scipy"] = float(np.abs(x_s - x[tree.handle]).max())
-                row["ratio_scipy"] = row["treeiso_s"] / row["scipy_s"]
-            if n <= args.heaps_up_to:
-                notes.append(f"IRT heaps: pairing {row['irt-pairing_s'] * 1e3:.1f} ms, "
-                             f"leftist {row['irt-leftist_s'] * 1e3:.1f} ms, "
-                             f"binomial {row['irt-binomial_s'] * 1e3:.1f} ms")
-            ratio = row.get("ratio_scipy", row.get("ratio_higra", float("nan")))
-            print(f"{shape:12s} {n:9d} {row['treeiso_s'] * 1e3:8.2f}m "
-                  f"{row['treeiso_with_tree_s'] * 1e3:8.2f}m "
-                  f"{row.get('higra_s', float('nan')) * 1e3:8.2f}m "
-                  f"{row.get('scipy_s', float('nan')) * 1e3:8.2f}m {ratio:7.3f}  "
-                  + "; ".join(notes), flush=True)
-            result["rows"].append(row)
-            save()
-    n_mem = sizes[-1]
-    result["peak_memory_bytes_per_node"] = {
-        shape: peak_memory_child(shape, n_mem) for shape in ("random", "chain", "star")}
-    result["peak_memory_n"] = n_mem
-    result["import_s"] = import_time()
-    save()
-    print(f"peak memory beyond inputs at n={n_mem}: "
-          + ", ".join(f"{k} {v:.1f} B/node"
-                      for k, v in result["peak_memory_bytes_per_node"].items()))
-    print(f"import treeiso: {result['import_s'] * 1e3:.1f} ms")
-    print(f"wrote {out}")
+                res.add(fam, n, "SciPy", t_s,
+                        max_abs_diff=float(np.abs(x_s - x[tree.handle]).max()))
+            ratio = t / (t_s if tree.kind == "chain" else t_h)
+            print(f"{shape:12s} {n:9d} {t * 1e3:8.3f}m {t_tree * 1e3:8.3f}m "
+                  f"{t_h * 1e3:8.3f}m {t_s * 1e3:8.3f}m {ratio:7.3f}", flush=True)
+
+
+def bench_threads(res, args):
+    """Rows on 2 threads against 1: fit on 64 rows of a random tree of 1e5 nodes, and
+    fit_topk on 4096 x 1000 float32 (two labels per row), NumPy input."""
+    import treeiso
+
+    rng = np.random.default_rng(1)
+    n = 100_000
+    tree = treeiso.Tree(make_parent("random", n, rng))
+    y = rng.normal(size=(64, n))
+    fam = "threads: fit, 64 rows of a random tree"
+    ts = {}
+    for threads in (2, 1):
+        ts[threads] = median_time(lambda: treeiso.fit(y, tree, threads=threads), args.repeats)
+        res.add(fam, n, f"treeiso, {threads} thread{'s' * (threads > 1)}", ts[threads],
+                rows=64)
+    one = median_time(lambda: treeiso.fit(y[0], tree), args.repeats)
+    res.add("threads: fit, one row of a random tree", n, "treeiso", one)
+    print(f"fit 64 x {n}: 1 thread {ts[1] * 1e3:.1f} ms, 2 threads {ts[2] * 1e3:.1f} ms, "
+          f"speed-up {ts[1] / ts[2]:.2f}; one row {one * 1e3:.2f} ms", flush=True)
+    c, b = 1000, 4096
+    yt = (rng.normal(size=(b, c)) * 3).astype(np.float32)
+    lab = np.argsort(rng.random((b, c)), axis=1)[:, :2]
+    fam = "threads: fit_topk, float32 rows, 2 labels"
+    for threads in (2, 1):
+        ts[threads] = median_time(lambda: treeiso.fit_topk(yt, lab, threads=threads),
+                                  args.repeats)
+        res.add(fam, c, f"treeiso, {threads} thread{'s' * (threads > 1)}", ts[threads],
+                rows=b)
+    print(f"fit_topk {b} x {c} float32: 1 thread {ts[1] * 1e3:.2f} ms, 2 threads "
+          f"{ts[2] * 1e3:.2f} ms, speed-up {ts[1] / ts[2]:.2f}", flush=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--min-n", type=float, default=1e2)
+    ap.add_argument("--max-n", type=float, default=1e7)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=SHAPES)
+    ap.add_argument("--parts", nargs="+", default=["sizes", "threads", "memory"],
+                    choices=["sizes", "threads", "memory"])
+    ap.add_argument("--heaps-up-to", type=float, default=1e6,
+                    help="also time the three IRT heaps up to this n")
+    ap.add_argument("--out", default=str(HERE / "results" / "cpu.json"))
+    args = ap.parse_args(argv)
+
+    sizes = [int(10**k) for k in range(int(np.log10(args.min_n)),
+                                       int(np.log10(args.max_n)) + 1)]
+    res = Results(args.out, "cpu", settings={
+        "repeats": args.repeats, "sizes": sizes, "shapes": args.shapes,
+        "values": "standard normal, unit weights", "parts": args.parts})
+    if "sizes" in args.parts:
+        bench_sizes(res, args, sizes)
+    if "threads" in args.parts:
+        bench_threads(res, args)
+    if "memory" in args.parts:
+        n_mem = sizes[-1]
+        for shape in ("random", "chain", "star"):
+            res.scalar(f"peak memory beyond the inputs, {shape}, n = {n_mem} (bytes/node)",
+                       round(peak_memory_child(shape, n_mem), 1))
+        res.scalar("import treeiso (s)", round(import_time(), 4))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ run: one ``torch.sort`` of the same tensor, the device-native broom path with ea
 strategies (fixed point, sort), and a per-sample Python loop in the style of the distillation
 paper's public code (Algorithm 1 of Cui & Yan 2021, run row by row: sort the row, then pool
 the order violations one at a time). Batched chains (``treeiso.fit`` on ``Tree.chain``) are
-timed next to ``torchisotonic.isotonic``. Medians of several runs after a warm-up; the GPU is
-synchronized around each run. Results go to ``benchmarks/results/torch.json``.
+timed next to ``torchisotonic.isotonic``. On the CPU, ``fit_topk`` on 4096 x 1000 is also
+timed with its rows on 1 and on 2 threads. Medians of several runs after a warm-up; the GPU
+is synchronized around each run. Results go to ``benchmarks/results/torch.json``, in the
+layout of ``benchmarks/_record.py``.
 
     python benchmarks/bench_torch.py                 # CPU, all sizes
     python benchmarks/bench_torch.py --quick         # fewer repeats, smaller loop peer
@@ -16,17 +18,15 @@ synchronized around each run. Results go to ``benchmarks/results/torch.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import treeiso
+from _record import Results
 from treeiso import _torch_backend as tb
 
 TOPK_SIZES = [(256, 100), (256, 1000), (4096, 1000)]
@@ -89,21 +89,25 @@ def per_sample_loop(y, labels):
     return out
 
 
-def bench_topk(device, repeats, quick):
-    rows = []
+def bench_topk(res, device, repeats, quick):
     g = torch.Generator().manual_seed(0)
     for n_rows, c in TOPK_SIZES:
         for dtype in (torch.float32, torch.float64):
             y = (torch.randn(n_rows, c, generator=g) * 3).to(device, dtype)
             lab = torch.stack([torch.randperm(c, generator=g)[:2] for _ in range(n_rows)])
             lab = lab.to(device)
-            res = {"B": n_rows, "c": c, "dtype": str(dtype).replace("torch.", "")}
-            res["fit_topk_s"] = timer(lambda: treeiso.fit_topk(y, lab), device, repeats)
-            res["torch_sort_s"] = timer(lambda: torch.sort(y, -1), device, repeats)
+            fam = f"fit_topk, {str(dtype).replace('torch.', '')}, 2 labels"
+            t = timer(lambda: treeiso.fit_topk(y, lab), device, repeats)
+            res.add(fam, c, "treeiso", t, rows=n_rows)
+            t_sort = timer(lambda: torch.sort(y, -1), device, repeats)
+            res.add(fam, c, "torch.sort (a floor, not a solver)", t_sort, rows=n_rows)
             labc = tb._compact_labels(lab)
+            native = {}
             for strategy in ("fixed_point", "sort"):
-                res[f"native_{strategy}_s"] = timer(
-                    lambda: tb._broom_native(y, None, labc, strategy), device, repeats)
+                native[strategy] = timer(lambda: tb._broom_native(y, None, labc, strategy),
+                                         device, repeats)
+                res.add(fam, c, f"treeiso native broom, {strategy.replace('_', ' ')}",
+                        native[strategy], rows=n_rows)
             # The per-sample loop, on the same device as the paper's code would run it: on at
             # most 64 rows (then scaled), a few runs.
             n_loop = min(n_rows, 16 if quick else 64)
@@ -112,23 +116,34 @@ def bench_topk(device, repeats, quick):
             got = per_sample_loop(yl, ll)
             tol = 1e-4 if dtype == torch.float32 else 1e-10
             assert torch.allclose(got, ref, rtol=tol, atol=tol), "the loop peer disagrees"
-            res["per_sample_loop_s"] = timer(lambda: per_sample_loop(yl, ll), device,
-                                             max(1, repeats // 4), warmup=0) * n_rows / n_loop
-            res["loop_rows_timed"] = n_loop
-            res["ratio_vs_sort"] = res["fit_topk_s"] / res["torch_sort_s"]
-            res["speedup_vs_loop"] = res["per_sample_loop_s"] / res["fit_topk_s"]
-            rows.append(res)
-            print(f"fit_topk {n_rows}x{c} {res['dtype']}: {res['fit_topk_s'] * 1e3:.3f} ms | "
-                  f"sort {res['torch_sort_s'] * 1e3:.3f} ms (ratio {res['ratio_vs_sort']:.2f}) | "
-                  f"native fp {res['native_fixed_point_s'] * 1e3:.3f} / sort "
-                  f"{res['native_sort_s'] * 1e3:.3f} ms | loop "
-                  f"{res['per_sample_loop_s'] * 1e3:.1f} ms (x{res['speedup_vs_loop']:.0f})",
+            t_loop = timer(lambda: per_sample_loop(yl, ll), device, max(1, repeats // 4),
+                           warmup=0) * n_rows / n_loop
+            res.add(fam, c, "per-sample loop (paper-style)", t_loop, rows=n_rows,
+                    rows_timed=n_loop)
+            print(f"{fam} {n_rows}x{c}: {t * 1e3:.3f} ms | sort {t_sort * 1e3:.3f} ms | "
+                  f"native fp {native['fixed_point'] * 1e3:.3f} / sort "
+                  f"{native['sort'] * 1e3:.3f} ms | loop {t_loop * 1e3:.1f} ms",
                   flush=True)
-    return rows
 
 
-def bench_chains(device, repeats, quick):
-    rows = []
+def bench_threads(res, device, repeats):
+    """fit_topk on CPU tensors, rows on 2 threads against 1 (4096 x 1000, float32)."""
+    g = torch.Generator().manual_seed(2)
+    n_rows, c = 4096, 1000
+    y = torch.randn(n_rows, c, generator=g) * 3
+    lab = torch.stack([torch.randperm(c, generator=g)[:2] for _ in range(n_rows)])
+    fam = "threads: fit_topk on CPU tensors, float32"
+    ts = {}
+    for threads in (2, 1):
+        ts[threads] = timer(lambda: treeiso.fit_topk(y, lab, threads=threads), device,
+                            repeats)
+        res.add(fam, c, f"treeiso, {threads} thread{'s' * (threads > 1)}", ts[threads],
+                rows=n_rows)
+    print(f"{fam} {n_rows}x{c}: 1 thread {ts[1] * 1e3:.2f} ms, 2 threads "
+          f"{ts[2] * 1e3:.2f} ms, speed-up {ts[1] / ts[2]:.2f}", flush=True)
+
+
+def bench_chains(res, device, repeats, quick):
     try:
         import torchisotonic
 
@@ -137,6 +152,7 @@ def bench_chains(device, repeats, quick):
     except Exception as e:  # noqa: BLE001 - the peer is optional
         torchisotonic, peer_error = None, f"{type(e).__name__}: {e}"
         print(f"torchisotonic unavailable: {peer_error}")
+        res.scalar("torchisotonic unavailable", peer_error[:200])
     g = torch.Generator().manual_seed(1)
     sizes = CHAIN_SIZES[:1] if quick else CHAIN_SIZES
     for n_rows, n in sizes:
@@ -144,28 +160,23 @@ def bench_chains(device, repeats, quick):
         for dtype in (torch.float32, torch.float64):
             y = (torch.randn(n_rows, n, generator=g).cumsum(-1) * -0.1
                  + torch.randn(n_rows, n, generator=g)).to(device, dtype)
-            res = {"B": n_rows, "n": n, "dtype": str(dtype).replace("torch.", "")}
-            res["treeiso_s"] = timer(lambda: treeiso.fit(y, tree), device, repeats)
+            fam = f"chain, {str(dtype).replace('torch.', '')}"
+            t = timer(lambda: treeiso.fit(y, tree), device, repeats)
+            res.add(fam, n, "treeiso", t, rows=n_rows)
             order = torch.arange(n)
             if device.type != "cpu" or n <= 10_000:  # the CPU uses PAV; native is for GPUs
-                res["treeiso_native_s"] = timer(lambda: tb._chain_op(y, None, order, True),
-                                                device, repeats)
+                res.add(fam, n, "treeiso native chain",
+                        timer(lambda: tb._chain_op(y, None, order, True), device, repeats),
+                        rows=n_rows)
+            peer = "torchisotonic n/a"
             if torchisotonic is not None:
                 ref = torchisotonic.isotonic(y, increasing=False)
                 assert torch.allclose(treeiso.fit(y, tree), ref, rtol=1e-4, atol=1e-4)
-                res["torchisotonic_s"] = timer(
-                    lambda: torchisotonic.isotonic(y, increasing=False), device, repeats)
-                res["ratio_vs_torchisotonic"] = res["treeiso_s"] / res["torchisotonic_s"]
-            else:
-                res["torchisotonic_error"] = peer_error
-            rows.append(res)
-            peer = (f"torchisotonic {res['torchisotonic_s'] * 1e3:.3f} ms (ratio "
-                    f"{res['ratio_vs_torchisotonic']:.2f})" if "torchisotonic_s" in res
-                    else "torchisotonic n/a")
-            print(f"chain {n_rows}x{n} {res['dtype']}: treeiso {res['treeiso_s'] * 1e3:.3f} ms | "
-                  f"native {res.get('treeiso_native_s', float('nan')) * 1e3:.3f} ms | {peer}",
-                  flush=True)
-    return rows
+                t_p = timer(lambda: torchisotonic.isotonic(y, increasing=False), device,
+                            repeats)
+                res.add(fam, n, "torchisotonic", t_p, rows=n_rows)
+                peer = f"torchisotonic {t_p * 1e3:.3f} ms (ratio {t / t_p:.2f})"
+            print(f"{fam} {n_rows}x{n}: treeiso {t * 1e3:.3f} ms | {peer}", flush=True)
 
 
 def main(argv=None):
@@ -174,6 +185,8 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--parts", nargs="+", default=["topk", "threads", "chains"],
+                    choices=["topk", "threads", "chains"])
     ap.add_argument("--skip-chains", action="store_true")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "torch.json"))
     args = ap.parse_args(argv)
@@ -181,21 +194,19 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     repeats = 3 if args.quick and args.repeats == 9 else args.repeats
-    result = {
+    res = Results(args.out, "torch", settings={
         "device": torch.cuda.get_device_name(device) if device.type == "cuda"
         else platform.processor() or platform.machine(),
-        "torch": torch.__version__, "python": sys.version.split()[0],
-        "threads": torch.get_num_threads(), "repeats": repeats, "quick": args.quick,
-        "broom_strategy_default": tb._BROOM_STRATEGY,
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result["topk"] = bench_topk(device, repeats, args.quick)
-    out.write_text(json.dumps(result, indent=2))  # kept if the chain part is cut short
-    result["chains"] = [] if args.skip_chains else bench_chains(device, repeats, args.quick)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
-    return result
+        "torch threads": torch.get_num_threads(), "repeats": repeats, "quick": args.quick,
+        "native broom strategy": tb._BROOM_STRATEGY})
+    if "topk" in args.parts:
+        bench_topk(res, device, repeats, args.quick)
+    if "threads" in args.parts and device.type == "cpu":
+        bench_threads(res, device, repeats)
+    if "chains" in args.parts and not args.skip_chains:
+        bench_chains(res, device, repeats, args.quick)
+    print(f"wrote {args.out}")
+    return res.doc
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ Runs ``pytest -m cuda`` on tests/test_torch.py and tests/test_topk.py (every CUD
 test: values against the NumPy core, gradcheck, opcheck, mixed devices), then
 ``bench_torch.py --device cuda --quick`` (fit_topk with both native strategies next to
 torch.sort, chains next to torchisotonic), and writes one JSON with the test outcome and
-the timings. Stops each step at its share of ``--budget`` seconds (default 280: under five
-minutes in all). Without a CUDA device it writes ``{"skipped": ...}`` and exits 0.
+the timings in the layout of ``benchmarks/_record.py`` (the test outcome among the scalars,
+the timings as records). Stops each step at its share of ``--budget`` seconds (default 280: under five
+minutes in all). Without a CUDA device it writes a report with ``"skipped"`` and exits 0.
 """
 
 from __future__ import annotations
@@ -30,37 +31,42 @@ def main(argv=None):
                     help="no chain timings (torchisotonic builds its CUDA kernels first)")
     args = ap.parse_args(argv)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _record import Results
+
+    res = Results(out, "gpu", settings={"budget_s": args.budget,
+                                        "skip_chains": args.skip_chains})
     try:
         import torch
     except ImportError:
-        report["skipped"] = "torch is not installed"
-        out.write_text(json.dumps(report, indent=2))
-        print(report["skipped"])
+        res.skip("torch is not installed")
+        print("torch is not installed")
         return 0
     if not torch.cuda.is_available():
-        report["skipped"] = "no CUDA device"
-        out.write_text(json.dumps(report, indent=2))
-        print(report["skipped"])
+        res.skip("no CUDA device")
+        print("no CUDA device")
         return 0
-    report["device"] = torch.cuda.get_device_name(0)
-    report["torch"] = torch.__version__
+    res.doc["machine"]["device"] = torch.cuda.get_device_name(0)
+    res.doc["machine"]["torch"] = torch.__version__
     t0 = time.perf_counter()
     junit = out.with_suffix(".junit.xml")
     cmd = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider",
-           f"--junitxml={junit}", "tests/test_torch.py", "tests/test_topk.py"]
+           f"--junitxml={junit}", "tests/test_torch.py", "tests/test_topk.py",
+           "tests/test_backends.py"]
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                               timeout=0.45 * args.budget)
-        report["tests"] = {"returncode": proc.returncode,
-                           "summary": proc.stdout.strip().splitlines()[-1:],
-                           "tail": proc.stdout[-4000:] + proc.stderr[-2000:]}
+        summary = (proc.stdout.strip().splitlines() or [""])[-1]
+        res.scalar("cuda tests: exit code", proc.returncode)
+        res.scalar("cuda tests: summary", summary[:200])
+        tests_ok = proc.returncode == 0
+        log = proc.stdout[-4000:] + proc.stderr[-2000:]
     except subprocess.TimeoutExpired as e:
-        report["tests"] = {"returncode": None, "timeout_s": e.timeout}
-    report["tests"]["seconds"] = time.perf_counter() - t0
-    print("tests:", report["tests"].get("summary"), flush=True)
-    out.write_text(json.dumps(report, indent=2))  # keep the test outcome if timing dies
+        res.scalar("cuda tests: timed out after (s)", e.timeout)
+        tests_ok, log, summary = False, "", "timed out"
+    res.scalar("cuda tests: seconds", round(time.perf_counter() - t0, 1))
+    print("tests:", summary, flush=True)
+    print(log[-3000:])
 
     t1 = time.perf_counter()
     bench_json = out.with_name(out.stem + ".bench.json")
@@ -68,23 +74,23 @@ def main(argv=None):
            "--quick", "--repeats", "5", "--out", str(bench_json)]
     if args.skip_chains:
         cmd.append("--skip-chains")
+    bench_ok = False
     try:
         remaining = args.budget - (time.perf_counter() - t0) - 5
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                               timeout=max(remaining, 10))
-        report["bench_returncode"] = proc.returncode
-        report["bench_log"] = proc.stdout[-6000:] + proc.stderr[-3000:]
-        if bench_json.exists():
-            report["bench"] = json.loads(bench_json.read_text())
+        bench_ok = proc.returncode == 0
+        print(proc.stdout[-6000:] + proc.stderr[-3000:])
     except subprocess.TimeoutExpired as e:
-        report["bench_returncode"] = None
-        report["bench_log"] = f"timed out after {e.timeout:.0f} s"
-    report["bench_seconds"] = time.perf_counter() - t1
-    out.write_text(json.dumps(report, indent=2))
-    print(report.get("bench_log", ""))
+        print(f"bench_torch.py timed out after {e.timeout:.0f} s")
+    if bench_json.exists():  # whatever it measured, even when cut short
+        bench = json.loads(bench_json.read_text())
+        res.doc["records"].extend(bench.get("records", []))
+        res.doc["settings"].update(bench.get("settings", {}))
+        bench_json.unlink()
+    res.scalar("bench: seconds", round(time.perf_counter() - t1, 1))
     print(f"wrote {out}")
-    ok = report["tests"].get("returncode") == 0 and report.get("bench_returncode") == 0
-    return 0 if ok else 1
+    return 0 if tests_ok and bench_ok else 1
 
 
 if __name__ == "__main__":

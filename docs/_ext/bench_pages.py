@@ -11,29 +11,16 @@ Used two ways:
 A missing or unreadable results file never fails the build: its page then says
 "not measured yet" (or why it could not be read).
 
-The reader is deliberately tolerant about the JSON layout.  It accepts a list
-of records, or a mapping holding one (under ``rows``, ``results``, ``records``,
-``runs`` or ``data``) next to a description of the machine (``machine``,
-``meta``, ``env``, ``environment``, ``system`` or ``host``); other top-level
-numbers (``import_s``, ``repeats``, ...) are listed under the tables.  Records
-come in two layouts:
-
-* wide (``bench_cpu.py``): one record per problem, with the size ``n``, the
-  family (``shape``, ``case``, ``tree``, ``kind``, ...) and one time per
-  implementation in keys ending in ``_s`` (or ``_ms``/``_us``):
-  ``{"shape": "chain", "n": 1000, "treeiso_s": ..., "higra_s": ...}``;
-* long: one record per implementation, with ``impl`` (or ``implementation``,
-  ``library``, ``method``, ``solver``, ``name``) and a time (``median_s``,
-  ``time_s``, ``seconds``, ``median``, ``time``).
-
-``device`` and ``dtype`` become part of the family's title.  With a batch
-size (``B``, ``batch``), the x axis is the number of elements per call
-(rows x n) and the tables show "rows x n".  ``gpu_check.py``'s report (the
-benchmark nested under ``bench``) is read too, and a report with
-``skipped`` says why nothing was measured.
-Times of ``null`` (skipped, timed out) show as "--".  Ratios are treeiso's
-time divided by the peer's, as ``bench_cpu.py`` prints them: below 1 treeiso
-is faster, above 1 it loses.
+Every results file has one layout, ``treeiso-bench/1``, written by
+``benchmarks/_record.py`` (its docstring is the reference): a ``machine`` and
+``settings`` mapping, ``records`` (``family``, ``n``, ``rows``, ``impl``,
+``median_s``) and ``scalars``; ``skipped`` says why nothing was measured. A
+file in any other layout is reported as unreadable. One table (and one plot
+panel) per family; the first implementation of a family is its reference, and
+the number in brackets after another implementation's time is the reference's
+time divided by that one's: below 1 the reference (treeiso) is faster.
+Implementations whose name does not start with "treeiso" are peers; every size
+at which a peer is faster is listed.
 """
 
 from __future__ import annotations
@@ -61,144 +48,36 @@ SOURCES = {
             "python benchmarks/gpu_check.py --out benchmarks/results/gpu.json"),
 }
 
-_LIST_KEYS = ("rows", "results", "records", "runs", "data", "measurements")
-_META_KEYS = ("machine", "meta", "metadata", "env", "environment", "system", "host")
-_N_KEYS = ("n", "size", "num_nodes", "nodes", "c", "classes")
-_IMPL_KEYS = ("impl", "implementation", "library", "lib", "method", "solver", "name")
-_TIME_KEYS = ("median_s", "time_s", "seconds", "median", "time", "t_median")
-_CASE_KEYS = ("case", "tree", "shape", "problem", "workload", "family", "task", "kind", "op")
-_EXTRA_KEYS = ("device", "dtype", "orientation", "weights")
-_BATCH_KEYS = ("B", "batch", "n_rows")
-_UNITS = (("_s", 1.0), ("_ms", 1e-3), ("_us", 1e-6))
-
+SCHEMA = "treeiso-bench/1"
 REFERENCE = "treeiso"
-#: pretty names for wide-format columns (key without the unit suffix)
-PRETTY = {
-    "treeiso": "treeiso",
-    "treeiso_with_tree": "treeiso, Tree() included",
-    "irt-pairing": "treeiso irt-pairing",
-    "irt-leftist": "treeiso irt-leftist",
-    "irt-binomial": "treeiso irt-binomial",
-    "higra": "Higra",
-    "scipy": "SciPy",
-    "sklearn": "scikit-learn",
-    "torchisotonic": "torchisotonic",
-    # bench_torch.py
-    "fit_topk": "treeiso fit_topk",
-    "native_fixed_point": "treeiso native broom, fixed point",
-    "native_sort": "treeiso native broom, sort",
-    "treeiso_native": "treeiso native chain",
-    "torch_sort": "torch.sort (one sort of the batch)",
-    "per_sample_loop": "per-sample loop (paper-style)",
-}
-#: which treeiso column the peers are compared with, first present wins
-REFERENCE_ORDER = ("treeiso", "treeiso fit_topk")
 
 
 # --------------------------------------------------------------------------- reading
-def _first(rec, keys):
-    for k in keys:
-        if k in rec and rec[k] is not None:
-            return k, rec[k]
-    return None, None
-
-
-def _records_and_meta(doc):
-    """Return (records, meta, scalars) from a loaded JSON document."""
-    if isinstance(doc, list):
-        return [r for r in doc if isinstance(r, dict)], {}, {}
-    if not isinstance(doc, dict):
-        raise ValueError("top level is neither a list nor an object")
-    if isinstance(doc.get("bench"), dict):  # gpu_check.py nests bench_torch.py's output
-        outer = {k: v for k, v in doc.items()
-                 if isinstance(v, (str, int, float)) and k in ("device", "torch", "started")}
-        doc = {**outer, **doc["bench"]}
-    meta = {}
-    for k in _META_KEYS:
-        if k in doc:
-            meta = doc[k] if isinstance(doc[k], dict) else {k: doc[k]}
-            break
-    scalars = {k: v for k, v in doc.items()
-               if k not in _META_KEYS and not isinstance(v, list)}
-    if not meta:  # no machine section: the top-level strings describe the run
-        meta = {k: v for k, v in scalars.items() if isinstance(v, str)}
-        scalars = {k: v for k, v in scalars.items() if k not in meta}
-    for k in _LIST_KEYS:
-        if isinstance(doc.get(k), list):
-            return [r for r in doc[k] if isinstance(r, dict)], meta, scalars
-    recs = []  # a mapping of case -> list of records
-    for k, v in doc.items():
-        if isinstance(v, list) and v and all(isinstance(r, dict) for r in v):
-            recs.extend({"case": k, **r} for r in v)
-    if recs:
-        return recs, meta, scalars
-    raise ValueError("no list of records found")
-
-
-def _seconds(value, scale=1.0):
-    if isinstance(value, dict):  # {"median": .., ...}
-        value = value.get("median", value.get("mean"))
-    if isinstance(value, bool):
-        return None
-    try:
-        value = float(value) * scale
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) and value > 0 else None
-
-
-def _case_name(rec):
-    _, case = _first(rec, _CASE_KEYS)
-    case = str(case) if case is not None else "all"
-    extras = [f"{k}={rec[k]}" for k in _EXTRA_KEYS if k in rec and rec[k] not in (None, "")
-              and not isinstance(rec[k], (dict, list))]
-    return f"{case} ({', '.join(extras)})" if extras else case
-
-
-def _timing_columns(rec):
-    """Wide layout: ``{impl: seconds}`` from keys such as ``higra_s``."""
-    out = {}
-    for key, val in rec.items():
-        for suffix, scale in _UNITS:
-            if key.endswith(suffix) and (val is None or isinstance(val, (int, float, dict))):
-                impl = key[: -len(suffix)]
-                if impl and not impl.startswith(("ratio", "max_abs", "peak", "import")):
-                    out[PRETTY.get(impl, impl)] = _seconds(val, scale)
-                break
-    return out
-
-
 def load(path: Path):
     """Parse one results file into ``(meta, scalars, rows)``.
 
-    ``rows`` is a list of dicts with keys ``case``, ``impl``, ``n`` (int) and
-    ``t`` (seconds or None).
+    ``meta`` merges the file's ``machine`` and ``settings``; ``rows`` is a list of
+    dicts with keys ``case`` (the family), ``impl``, ``n`` (elements per call, rows x n),
+    ``label`` ("n" or "rows x n") and ``t`` (seconds or None).
     """
     doc = json.loads(path.read_text())
-    records, meta, scalars = _records_and_meta(doc)
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        got = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+        raise ValueError(f"expected schema {SCHEMA!r}, got {got!r} "
+                         "(rerun the benchmark to rewrite it)")
+    meta = {**doc.get("machine", {}), **doc.get("settings", {})}
+    if doc.get("command"):
+        meta = {"command": doc["command"], **meta}
     rows = []
-    for rec in records:
-        _, n = _first(rec, _N_KEYS)
-        try:
-            n = int(n)
-        except (TypeError, ValueError):
-            continue
-        case = _case_name(rec)
-        label = str(n)
-        _, batch = _first(rec, _BATCH_KEYS)
-        if isinstance(batch, int) and not isinstance(batch, bool) and batch > 0:
-            label, n = f"{batch} x {n}", batch * n  # x axis: elements per call
-        _, impl = _first(rec, _IMPL_KEYS)
-        time_key = next((k for k in _TIME_KEYS if k in rec), None)
-        if impl is not None and time_key is not None:  # long layout
-            rows.append({"case": case, "impl": PRETTY.get(str(impl), str(impl)), "n": n,
-                         "label": label, "t": _seconds(rec[time_key])})
-            continue
-        for name, t in _timing_columns(rec).items():
-            rows.append({"case": case, "impl": name, "n": n, "label": label, "t": t})
+    for rec in doc["records"]:
+        n, b = int(rec["n"]), int(rec.get("rows", 1))
+        t = rec.get("median_s")
+        t = float(t) if isinstance(t, (int, float)) and t > 0 else None
+        rows.append({"case": str(rec["family"]), "impl": str(rec["impl"]), "n": n * b,
+                     "label": f"{b} x {n}" if b > 1 else str(n), "t": t})
     if not rows:
-        raise ValueError("no record with a size and a time")
-    return meta, scalars, rows
+        raise ValueError("no records")
+    return meta, doc.get("scalars", {}), rows
 
 
 # --------------------------------------------------------------------------- writing
@@ -251,21 +130,14 @@ def _is_treeiso(impl):
 
 
 def _reference_impl(impls):
-    """The treeiso implementation ratios are taken against."""
-    for name in REFERENCE_ORDER:
-        if name in impls:
-            return name
-    for name in impls:
-        if _is_treeiso(name) and "included" not in name:
-            return name
-    return None
+    """The family's reference: its first implementation (as written)."""
+    return impls[0] if impls else None
 
 
 def _ordered(impls):
-    ref = _reference_impl(impls)
-    mine = sorted(i for i in impls if _is_treeiso(i) and i != ref)
-    peers = sorted(i for i in impls if not _is_treeiso(i))
-    return ([ref] if ref else []) + mine + peers
+    """As written, the reference first, then treeiso's variants, then the peers."""
+    return ([impls[0]] + [i for i in impls[1:] if _is_treeiso(i)]
+            + [i for i in impls[1:] if not _is_treeiso(i)]) if impls else []
 
 
 def _plot(cases, png, title, xlabel):
@@ -341,7 +213,7 @@ def render(name, path: Path, out: Path, plots=True):
     for case, by_impl in cases.items():
         impls = _ordered(list(by_impl))
         ref = _reference_impl(impls)
-        lines += [f"**{case}**", ""]
+        lines += [f"**{case}** (reference: {ref})", ""]
         body = []
         for n in sorted({n for d in by_impl.values() for n in d}):
             ref_t = by_impl[ref].get(n) if ref else None
@@ -349,20 +221,22 @@ def render(name, path: Path, out: Path, plots=True):
             for impl in impls:
                 t = by_impl[impl].get(n)
                 cell = _fmt_t(t)
-                if ref and not _is_treeiso(impl) and t is not None and ref_t is not None:
+                if ref and impl != ref and t is not None and ref_t is not None:
                     ratio = ref_t / t
                     cell += f" ({ratio:.2g})"
-                    if ratio > 1:
-                        losses.append((case, n, impl, ratio))
-                    else:
-                        wins += 1
+                    if not _is_treeiso(impl) and _is_treeiso(ref):
+                        if ratio > 1:
+                            losses.append((case, n, impl, ratio))
+                        else:
+                            wins += 1
                 row.append(cell)
             body.append(row)
         lines += _table(["rows x n" if batched else "n", *impls], body)
 
     if losses or wins:
-        lines += ["In brackets: treeiso's time divided by the peer's, at the same n and in the "
-                  "same run. Below 1 treeiso is faster; above 1 it is slower.", ""]
+        lines += ["In brackets: the reference's time divided by this column's, at the same "
+                  "size and in the same run. Below 1 the reference is faster; above 1 it is "
+                  "slower.", ""]
         if losses:
             lines += [f"**Where treeiso loses** ({len(losses)} of {len(losses) + wins} "
                       "comparisons):", ""]
