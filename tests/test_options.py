@@ -210,3 +210,25 @@ def test_torch_axis_and_threads():
     np.testing.assert_allclose(
         treeiso.fit_topk(torch.tensor(y), lab, axis=0, threads=2).numpy(),
         treeiso.fit_topk(y, lab.numpy(), axis=0), rtol=1e-12, atol=1e-12)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from strategies import problems  # noqa: E402
+
+
+@given(problems(max_n=40, max_rows=2), st.sampled_from(["root_largest", "root_smallest"]),
+       st.floats(-1.2, 1.2), st.floats(0.0, 1.5))
+@settings(max_examples=60)
+def test_bounds_against_the_scipy_reference(problem, orientation, lo, width):
+    # The reference solves the bounded problem (a least-distance program, no clipping).
+    parent, y, w = problem
+    s = max(np.abs(y).max(), 1e-300)
+    y_min, y_max = lo * s, (lo + width) * s
+    kw = dict(orientation=orientation, y_min=y_min, y_max=y_max)
+    ref = treeiso.fit(y, parent, w, backend="scipy", **kw)
+    for method in ("auto", "irt-leftist"):
+        x = treeiso.fit(y, parent, w, method=method, **kw)
+        np.testing.assert_allclose(x, ref, rtol=0, atol=1e-7 * s)
+    assert (x >= y_min).all() and (x <= y_max).all()

@@ -210,6 +210,7 @@ def render(name, path: Path, out: Path, plots=True):
                   f"   :alt: median time against n, {name} benchmark", ""]
 
     losses, wins = [], 0
+    case_batched = {r["case"] for r in rows if r["label"] != str(r["n"])}
     for case, by_impl in cases.items():
         impls = _ordered(list(by_impl))
         ref = _reference_impl(impls)
@@ -231,7 +232,7 @@ def render(name, path: Path, out: Path, plots=True):
                             wins += 1
                 row.append(cell)
             body.append(row)
-        lines += _table(["rows x n" if batched else "n", *impls], body)
+        lines += _table(["rows x n" if case in case_batched else "n", *impls], body)
 
     if losses or wins:
         lines += ["In brackets: the reference's time divided by this column's, at the same "
@@ -242,7 +243,7 @@ def render(name, path: Path, out: Path, plots=True):
                       "comparisons):", ""]
             for case, n, impl, ratio in sorted(losses, key=lambda x: (x[0], x[2], x[1])):
                 size = labels.get(n, str(n))
-                lines.append(f"- {case}, {'rows x n' if batched else 'n'} = {size}: "
+                lines.append(f"- {case}, {'rows x n' if case in case_batched else 'n'} = {size}: "
                              f"{impl} is {ratio:.3g}x faster.")
             lines.append("")
         else:
