@@ -112,6 +112,13 @@ def test_threads_default_and_validation():
     assert _numba_backend.n_threads(None, 64, 10, default=8) == 1   # too little work
     assert _numba_backend.n_threads(None, 64, 10**5, default=2) == 2
     assert _numba_backend.n_threads(5, 3, 10) == 3
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # a training loop's setting is respected
+        assert _numba_backend.n_threads(None, 64, 10**5) == 1
+    finally:
+        torch.set_num_threads(before)
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="threads must be None or a positive integer"):
             treeiso.fit([1.0, 2.0], [-1, 0], threads=bad)

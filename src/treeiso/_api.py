@@ -74,9 +74,9 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         The axis of ``values`` that indexes the nodes; the others index rows.
     threads : int, optional
         Threads that fit rows in parallel (NumPy input and CPU tensors).
-        Default: every core for NumPy input (``torch.get_num_threads()`` for
-        tensors), but only as many as the work is worth (one thread below
-        about 32k elements per thread) and never more than the rows.
+        Default: ``torch.get_num_threads()`` if torch is imported, else every
+        core, but only as many as the work is worth (one thread below about
+        32k elements per thread) and never more than the rows.
     check_finite : bool, default=True
         Check that values and weights are finite and weights positive
         (SciPy's convention). ``False`` skips these scans (and, for CUDA

@@ -8,6 +8,7 @@ caller's arrays (no copies). The thread pool is created on first use and kept.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 import numpy as np
@@ -45,15 +46,25 @@ def check_threads(threads):
         raise ValueError(f"threads must be None or a positive integer, got {threads!r}")
 
 
+def default_threads():
+    """The default thread count: torch's (``torch.get_num_threads()``) when torch is loaded,
+    so that a program that has set it (a training loop) is not oversubscribed, else every
+    core this process may run on."""
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "get_num_threads"):
+        return max(1, min(torch.get_num_threads(), available_cores()))
+    return available_cores()
+
+
 def n_threads(threads, n_rows, n, default=None):
     """Threads to use for ``n_rows`` rows of ``n`` nodes: ``threads`` if given, else
-    ``default`` (default: the cores; the torch backend passes torch's thread count), never
-    more than the rows, and with ``threads=None`` never more than the work is worth."""
+    ``default`` (default: :func:`default_threads`), never more than the rows, and with
+    ``threads=None`` never more than the work is worth."""
     if threads is None:
         work = (n_rows * n) // MIN_WORK_PER_THREAD
         if work <= 1 or n_rows <= 1:
             return 1
-        threads = min(available_cores() if default is None else default, work)
+        threads = min(default_threads() if default is None else default, work)
     return max(1, min(int(threads), n_rows))
 
 

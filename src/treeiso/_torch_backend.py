@@ -395,7 +395,7 @@ def _threads(threads: int, y: Tensor) -> int:
     thread count, limited by the work (see :func:`treeiso._numba_backend.n_threads`)."""
     from ._numba_backend import n_threads
 
-    return n_threads(threads or None, y.shape[0], y.shape[1], torch.get_num_threads())
+    return n_threads(threads or None, y.shape[0], y.shape[1])
 
 
 def _finish(x: Tensor, shape, out_dtype, ax: int, bounds, sign: float) -> Tensor:
