@@ -4,7 +4,21 @@ Kernels are flat and trust their inputs; :func:`treeiso.fit` validates.
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
+
+
+def _node(chain, i):
+    """The node at position ``i`` of the chain: ``chain[i]``, or ``i`` when ``chain`` is
+    None (a chain given in order, compiled without the indirection)."""
+    return i if chain is None else chain[i]
+
+
+@overload(_node, inline="always")
+def _node_impl(chain, i):
+    if isinstance(chain, types.NoneType):
+        return lambda chain, i: i
+    return lambda chain, i: chain[i]
 
 
 @njit(cache=True, nogil=True)
@@ -12,7 +26,9 @@ def pav_rows(y, w, chain, x, blocks):
     """Fit ``x[chain[0]] >= x[chain[1]] >= ...`` for every row of ``y``.
 
     ``y``: float64 (B, n). ``w``: float64 (Bw, n) with Bw in {0 (unit
-    weights), 1 (shared), B}. ``chain``: node ids from the root down.
+    weights), 1 (shared), B}. ``chain``: node ids from the root down, or None
+    for the chain ``0 -> 1 -> ... -> n-1`` (then the kernel reads and writes the
+    rows in place, without indirection: a separate compilation).
     ``x``: float64 (B, n) output. ``blocks``: int64 output, (B, n) to receive
     the top node of each node's block, or (0, n) (the contract of
     :mod:`treeiso._dispatch`).
@@ -30,12 +46,12 @@ def pav_rows(y, w, chain, x, blocks):
     for b in range(n_rows):
         wr = 0 if n_w <= 1 else b
         depth = 0
-        v = chain[0]
+        v = _node(chain, 0)
         m_top = y[b, v]
         w_top = w[wr, v] if n_w > 0 else 1.0
         s_top = 0
         for i in range(1, n):
-            v = chain[i]
+            v = _node(chain, i)
             m = y[b, v]
             wt = w[wr, v] if n_w > 0 else 1.0
             if m <= m_top:
@@ -67,9 +83,9 @@ def pav_rows(y, w, chain, x, blocks):
         for q in range(depth, -1, -1):
             m = mean[q]
             s = first[q]
-            head = chain[s]
+            head = _node(chain, s)
             for i in range(s, end):
-                x[b, chain[i]] = m
+                x[b, _node(chain, i)] = m
                 if with_blocks:
-                    blocks[b, chain[i]] = head
+                    blocks[b, _node(chain, i)] = head
             end = s

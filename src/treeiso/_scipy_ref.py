@@ -75,6 +75,9 @@ def ldp_rows(y, w, tree, lo, hi):
     x = np.empty_like(y)
     if n == 0:
         return x
+    if lo is not None and hi is not None and lo == hi:
+        x[...] = lo                       # the only feasible point
+        return x
     child = np.flatnonzero(tree.parent >= 0)
     g_edge = np.zeros((child.size, n))    # G x >= h: x_parent - x_child >= 0
     g_edge[np.arange(child.size), tree.parent[child]] = 1.0
