@@ -12,8 +12,9 @@ With bounds ``lo <= x <= hi`` this change of variables no longer gives box const
 (the lower bound binds at the leaves), so the bounded problem is solved as what it is, a
 least-distance program (Lawson & Hanson 1974, ch. 23): with ``u = sqrt(w) (x - y)``,
 minimize ``|u|`` subject to ``G u >= f`` (edges and bounds), through one non-negative least
-squares problem (``scipy.optimize.nnls``). It does not use the clipping argument of the
-fast path, so the tests can check that argument against it.
+squares problem (solved by BVLS with lower bounds 0: ``scipy.optimize.nnls`` returned
+infeasible points on degenerate cases, such as ``lo`` equal to ``max(y)``). It does not use
+the clipping argument of the fast path, so the tests can check that argument against it.
 """
 
 import numpy as np
@@ -67,7 +68,7 @@ def bvls_rows(y, w, tree):
 def ldp_rows(y, w, tree, lo, hi):
     """Every row of ``y`` (B, n), orientation root_largest, with ``lo <= x <= hi`` (either
     may be None), as a least-distance program solved by NNLS (Lawson & Hanson, ch. 23)."""
-    from scipy.optimize import nnls
+    from scipy.optimize import lsq_linear
 
     n = tree.n
     if n > _MAX_N:
@@ -110,7 +111,8 @@ def ldp_rows(y, w, tree, lo, hi):
         m = np.vstack([e.T, f[None, :]])  # (n + 1, constraints)
         target = np.zeros(n + 1)
         target[n] = 1.0
-        lam, _ = nnls(m, target, maxiter=50 * m.shape[1])
+        lam = lsq_linear(m, target, bounds=(0.0, np.inf), method="bvls", tol=1e-15,
+                         lsq_solver="exact").x
         r = m @ lam - target              # u = -r[:n] / r[n] (Lawson & Hanson, 23.4)
         x[b] = (yb - r[:n] / (r[n] * np.sqrt(wr))) * scale + shift
     return x
