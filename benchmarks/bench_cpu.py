@@ -82,6 +82,20 @@ def median_time(fn, repeats, sample_s=1e-3):
     return float(np.median(times))
 
 
+def paired_times(fns, repeats):
+    """Median seconds of each of ``fns``, sampled in turn (a, b, a, b, ...) so that a change
+    in the machine's load during the run affects all of them alike."""
+    for fn in fns:
+        fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return [float(np.median(ts)) for ts in times]
+
+
 def peak_memory_child(shape, n):
     """Bytes per node of peak RSS that ``fit(y, parent)`` adds beyond its inputs.
 
@@ -190,9 +204,10 @@ def bench_threads(res, args):
     tree = treeiso.Tree(make_parent("random", n, rng))
     y = rng.normal(size=(64, n))
     fam = "threads: fit, 64 rows of a random tree"
-    ts = {}
+    ts = dict(zip((2, 1), paired_times([lambda: treeiso.fit(y, tree, threads=2),
+                                        lambda: treeiso.fit(y, tree, threads=1)],
+                                       2 * args.repeats + 1)))
     for threads in (2, 1):
-        ts[threads] = median_time(lambda: treeiso.fit(y, tree, threads=threads), args.repeats)
         res.add(fam, n, f"treeiso, {threads} thread{'s' * (threads > 1)}", ts[threads],
                 rows=64)
     one = median_time(lambda: treeiso.fit(y[0], tree), args.repeats)
@@ -203,9 +218,10 @@ def bench_threads(res, args):
     yt = (rng.normal(size=(b, c)) * 3).astype(np.float32)
     lab = np.argsort(rng.random((b, c)), axis=1)[:, :2]
     fam = "threads: fit_topk, float32 rows, 2 labels"
+    ts = dict(zip((2, 1), paired_times([lambda: treeiso.fit_topk(yt, lab, threads=2),
+                                        lambda: treeiso.fit_topk(yt, lab, threads=1)],
+                                       4 * args.repeats + 1)))
     for threads in (2, 1):
-        ts[threads] = median_time(lambda: treeiso.fit_topk(yt, lab, threads=threads),
-                                  args.repeats)
         res.add(fam, c, f"treeiso, {threads} thread{'s' * (threads > 1)}", ts[threads],
                 rows=b)
     print(f"fit_topk {b} x {c} float32: 1 thread {ts[1] * 1e3:.2f} ms, 2 threads "

@@ -8,8 +8,10 @@ The kernel contract (every kernel in ``KERNELS``, all with orientation ``root_la
 
     kernel(y, w, *tree_arrays, x, blocks)
 
-- ``y``: (B, n) float64 (the broom kernel also takes float32), C-contiguous, finite;
-- ``w``: (Bw, n) float64, Bw in {0 (unit weights), 1 (one row shared by every row), B};
+- ``y``: (B, n) float64 (PAV and the broom kernel also take float32, read as it is and
+  pooled in float64), C-contiguous, finite;
+- ``w``: (Bw, n) float64 (or like ``y``), Bw in {0 (unit weights), 1 (one row shared by
+  every row), B};
 - ``tree_arrays`` (:func:`tree_arrays`): ``pav`` takes the chain from the root down (None
   for the chain ``0 -> 1 -> ... -> n-1``);
   ``broom`` takes labels (Bl, k) int64, Bl in {1 (shared), B}, each row a handle padded

@@ -42,9 +42,19 @@ _BROOM_STRATEGY = "fixed_point"
 
 # ----------------------------------------------------------------------------- helpers
 def _check_finite(t: Tensor, what: str) -> None:
+    if not t.numel():
+        return
+    if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64):
+        # One compiled pass over the memory (no temporaries, no intra-op threads).
+        from ._finite import all_finite
+
+        if all_finite(t.detach().contiguous().reshape(-1).numpy()):
+            return
     # A finite sum means every entry is finite (NaN and inf propagate); only when the sum is
     # not finite (perhaps an overflow) look entry by entry.
-    if t.numel() and not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
+    elif bool(torch.isfinite(t.sum())):
+        return
+    if not bool(torch.isfinite(t).all()):
         kind = "a NaN" if bool(torch.isnan(t).any()) else "an infinite"
         raise ValueError(f"{what} contains {kind} value")
 
@@ -113,12 +123,14 @@ def _chain_native(y: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor]:
 
 def _chain_host(y: Tensor, w: Tensor | None, order: Tensor | None = None, threads: int = 1
                 ) -> tuple[Tensor, Tensor]:
-    """The Numba PAV kernel on host copies (none for contiguous CPU float32/float64)."""
+    """The Numba PAV kernel on host copies (none for contiguous CPU float32/float64: the
+    kernel reads float32 rows as they are and pools in float64)."""
     from ._numba_backend import run_kernel
 
-    yc = y.detach().to("cpu", torch.float64).contiguous()
+    work = y.dtype if y.dtype in (torch.float32, torch.float64) else torch.float64
+    yc = y.detach().to("cpu", work).contiguous()
     wc = (torch.empty((0, y.shape[1]), dtype=torch.float64) if w is None
-          else w.detach().to("cpu", torch.float64).contiguous())
+          else w.detach().to("cpu", work).contiguous())
     chain = (np.arange(yc.shape[1], dtype=np.int64) if order is None
              else np.ascontiguousarray(order.detach().cpu().numpy(), dtype=np.int64))
     x = torch.empty_like(yc)
