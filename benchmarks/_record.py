@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 SCHEMA = "treeiso-bench/1"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def machine():
@@ -58,8 +59,8 @@ class Results:
         argv = sys.argv if argv is None else argv
         self.doc = {
             "schema": SCHEMA, "benchmark": benchmark,
-            "command": " ".join(["python", os.path.relpath(argv[0]) if argv else "?",
-                                 *argv[1:]]),
+            "command": " ".join(["python", os.path.relpath(os.path.abspath(argv[0]), ROOT)
+                                 if argv else "?", *argv[1:]]),
             "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             "machine": machine(), "settings": dict(settings or {}),
             "records": [], "scalars": {},

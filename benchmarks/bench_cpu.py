@@ -1,8 +1,8 @@
 """Time treeiso.fit on CPU next to SciPy (chains) and Higra (all trees), same run.
 
-    python benchmarks/bench_cpu.py                 # n = 1e2 .. 1e7, all shapes, threads
+    python benchmarks/bench_cpu.py                 # n = 1e2 .. 1e7, all shapes
     python benchmarks/bench_cpu.py --max-n 1e6 --repeats 5
-    python benchmarks/bench_cpu.py --parts threads # only the 1- vs 2-thread timings
+    python benchmarks/bench_cpu.py --parts threads --out benchmarks/results/threads.json
 
 Every timing is the median of ``--repeats`` samples after one warm-up call; a
 sample repeats the call until it lasts about a millisecond (so microsecond calls
@@ -234,8 +234,10 @@ def main(argv=None):
     ap.add_argument("--max-n", type=float, default=1e7)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=SHAPES)
-    ap.add_argument("--parts", nargs="+", default=["sizes", "threads", "memory"],
-                    choices=["sizes", "threads", "memory"])
+    ap.add_argument("--parts", nargs="+", default=["sizes", "memory"],
+                    choices=["sizes", "threads", "memory"],
+                    help="threads: the 1- vs 2-thread timings (kept in their own file, "
+                    "benchmarks/results/threads.json, so they can be rerun alone)")
     ap.add_argument("--heaps-up-to", type=float, default=1e6,
                     help="also time the three IRT heaps up to this n")
     ap.add_argument("--out", default=str(HERE / "results" / "cpu.json"))
@@ -243,7 +245,7 @@ def main(argv=None):
 
     sizes = [int(10**k) for k in range(int(np.log10(args.min_n)),
                                        int(np.log10(args.max_n)) + 1)]
-    res = Results(args.out, "cpu", settings={
+    res = Results(args.out, Path(args.out).stem, settings={
         "repeats": args.repeats, "sizes": sizes, "shapes": args.shapes,
         "values": "standard normal, unit weights", "parts": args.parts})
     if "sizes" in args.parts:

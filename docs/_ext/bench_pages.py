@@ -42,6 +42,9 @@ OUT = DOCS / "generated" / "bench"
 SOURCES = {
     "cpu": ("CPU: treeiso (NumPy/Numba) against Higra and SciPy",
             "python benchmarks/bench_cpu.py"),
+    "threads": ("CPU: rows on 1 and 2 threads (bench_cpu.py --parts threads)",
+                "python benchmarks/bench_cpu.py --parts threads --out "
+                "benchmarks/results/threads.json"),
     "torch": ("PyTorch: fit_topk and batched chains (bench_torch.py)",
               "python benchmarks/bench_torch.py"),
     "gpu": ("PyTorch on a CUDA device (gpu_check.py)",
