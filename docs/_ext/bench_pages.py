@@ -47,6 +47,9 @@ SOURCES = {
                 "benchmarks/results/threads.json"),
     "torch": ("PyTorch: fit_topk and batched chains (bench_torch.py)",
               "python benchmarks/bench_torch.py"),
+    "torch_threads": ("PyTorch: fit_topk on CPU tensors, rows on 1 and 2 threads",
+                      "python benchmarks/bench_torch.py --threads 2 --parts threads --out "
+                      "benchmarks/results/torch_threads.json"),
     "gpu": ("PyTorch on a CUDA device (gpu_check.py)",
             "python benchmarks/gpu_check.py --out benchmarks/results/gpu.json"),
 }
