@@ -3,10 +3,12 @@ and half-precision tensors."""
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import treeiso
+from strategies import make_parent, problems
 from treeiso import _numba_backend
-from strategies import make_parent
 
 
 def random_tree(n, seed=0):
@@ -217,12 +219,6 @@ def test_torch_axis_and_threads():
     np.testing.assert_allclose(
         treeiso.fit_topk(torch.tensor(y), lab, axis=0, threads=2).numpy(),
         treeiso.fit_topk(y, lab.numpy(), axis=0), rtol=1e-12, atol=1e-12)
-
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from strategies import problems  # noqa: E402
 
 
 @given(problems(max_n=40, max_rows=2), st.sampled_from(["root_largest", "root_smallest"]),

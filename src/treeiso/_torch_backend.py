@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import _dispatch
 from ._dispatch import FitResult
 from ._validation import check_axis, check_ndim, move_weights
 
