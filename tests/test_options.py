@@ -235,3 +235,21 @@ def test_bounds_against_the_scipy_reference(problem, orientation, lo, width):
         x = treeiso.fit(y, parent, w, method=method, **kw)
         np.testing.assert_allclose(x, ref, rtol=0, atol=1e-7 * s)
     assert (x >= y_min).all() and (x <= y_max).all()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_threads_after_fork():
+    # A forked child (a DataLoader worker) must not wait on the parent's pool threads.
+    import multiprocessing as mp
+
+    y = np.random.default_rng(8).normal(size=(8, 100))
+    tree = random_tree(100)
+    ref = treeiso.fit(y, tree, threads=2)  # the parent's pool exists now
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        out = pool.apply_async(_fit_two_threads, (y, tree.parent)).get(timeout=60)
+    np.testing.assert_array_equal(out, ref)
+
+
+def _fit_two_threads(y, parent):
+    return treeiso.fit(y, parent, threads=2)

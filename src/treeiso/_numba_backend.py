@@ -21,6 +21,7 @@ MIN_WORK_PER_THREAD = 1 << 15
 
 _pool = None
 _pool_size = 0
+_pool_pid = None
 _pool_lock = threading.Lock()
 
 
@@ -69,15 +70,18 @@ def n_threads(threads, n_rows, n, default=None):
 
 
 def _get_pool(size):
-    global _pool, _pool_size
+    global _pool, _pool_size, _pool_pid
     with _pool_lock:
-        if _pool is None or _pool_size < size:
+        # A forked child (a DataLoader worker) inherits the pool object but not its
+        # threads: it gets a pool of its own.
+        if _pool is None or _pool_size < size or _pool_pid != os.getpid():
             from concurrent.futures import ThreadPoolExecutor
 
-            if _pool is not None:
+            if _pool is not None and _pool_pid == os.getpid():
                 _pool.shutdown(wait=False)
             _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="treeiso")
             _pool_size = size
+            _pool_pid = os.getpid()
         return _pool
 
 
