@@ -65,6 +65,8 @@ def test_axis(axis):
     assert res.blocks.shape == y.shape
     with pytest.raises(ValueError, match="axis 3 is out of bounds"):
         treeiso.fit(y, tree, axis=3)
+    with pytest.raises(TypeError, match="axis must be an integer"):
+        treeiso.fit_topk(y, [0], axis=-1.0)
 
 
 def test_topk_axis():

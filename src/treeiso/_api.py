@@ -159,7 +159,7 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         )
     y = np.asarray(values)
     check_ndim(y.shape)
-    ax = y.ndim - 1 if axis == -1 else check_axis(axis, y.ndim)
+    ax = y.ndim - 1 if axis.__class__ is int and axis == -1 else check_axis(axis, y.ndim)
     if ax != y.ndim - 1:
         if weights is not None:
             weights = move_weights(np.asarray(weights), y.shape, ax)

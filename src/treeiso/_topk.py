@@ -105,7 +105,7 @@ def fit_topk(values, labels, weights=None, *, orientation="root_largest", y_min=
                         "as NumPy arrays or all as tensors")
     arr = np.asarray(values)
     check_ndim(arr.shape)
-    ax = arr.ndim - 1 if axis == -1 else check_axis(axis, arr.ndim)
+    ax = arr.ndim - 1 if axis.__class__ is int and axis == -1 else check_axis(axis, arr.ndim)
     if ax != arr.ndim - 1:
         if weights is not None:
             weights = move_weights(np.asarray(weights), arr.shape, ax)
