@@ -32,6 +32,13 @@ class Backend:
 
         return torch, ("cuda" if self.name == "torch-cuda" else "cpu")
 
+    def domain(self, w):
+        """The weights this backend is held to: the SciPy reference (BVLS squares the
+        conditioning) to 1e-2 .. 1e2, the others to all of tests/strategies.py (1e-12 .. 1e12)."""
+        if self.name != "scipy" or w is None:
+            return w
+        return np.exp(np.clip(np.log(w), np.log(1e-2), np.log(1e2)))
+
     def fit(self, y, tree, w=None, **kw):
         if self.name in ("numpy", "scipy"):
             if self.name == "scipy":

@@ -1,6 +1,7 @@
 """Slow, obviously-right references for the tests. Independent of treeiso's kernels."""
 
 import itertools
+from fractions import Fraction
 
 import numpy as np
 
@@ -18,13 +19,18 @@ def brute_force_fit(y, parent, w=None):
 
     The optimum is constant on connected blocks at their weighted means, so it
     is the best *feasible* candidate among all 2**(n - roots) ways of cutting
-    edges. Only for n <= ~12.
+    edges. Only for n <= ~10. The means, the order checks and the objective are
+    exact rationals (every float is one), so no tolerance decides anything: with
+    weights spanning 1e24 a light node's error is far below any rounding of the
+    objective, and a tolerance on feasibility let offset data through.
     """
     y = np.asarray(y, dtype=float)
     n = y.size
     w = np.ones(n) if w is None else np.asarray(w, dtype=float)
+    yq = [Fraction(float(v)) for v in y]
+    wq = [Fraction(float(v)) for v in w]
     edges = [(p, v) for v, p in enumerate(parent) if p >= 0]
-    best, best_obj = None, np.inf
+    best, best_obj = None, None
     for keep in itertools.product((False, True), repeat=len(edges)):
         label = list(range(n))                # union-find without recursion
 
@@ -37,16 +43,17 @@ def brute_force_fit(y, parent, w=None):
         for (p, v), k in zip(edges, keep):
             if k:
                 label[find(v)] = find(p)
-        roots = np.array([find(v) for v in range(n)])
-        x = np.empty(n)
-        for r in set(roots.tolist()):
-            m = roots == r
-            x[m] = np.sum(w[m] * y[m]) / np.sum(w[m])
-        if all(x[p] >= x[v] - 1e-12 * (1 + abs(x[v])) for p, v in edges):
-            obj = np.sum(w * (x - y) ** 2)
-            if obj < best_obj - 1e-12 * (1 + abs(obj)):
+        roots = [find(v) for v in range(n)]
+        sums = {}
+        for v, r in enumerate(roots):
+            s, t = sums.get(r, (0, 0))
+            sums[r] = (s + wq[v] * yq[v], t + wq[v])
+        x = [sums[r][0] / sums[r][1] for r in roots]
+        if all(x[p] >= x[v] for p, v in edges):
+            obj = sum(wq[v] * (x[v] - yq[v]) ** 2 for v in range(n))
+            if best_obj is None or obj < best_obj:
                 best, best_obj = x, obj
-    return best
+    return np.array([float(v) for v in best])
 
 
 def is_feasible(x, parent, tol=0.0):

@@ -59,7 +59,11 @@ def trees(draw, min_n=1, max_n=30, shapes=SHAPES):
     return parent
 
 
-VALUE_KINDS = ("gaussian", "ties", "offset", "cauchy", "integers")
+VALUE_KINDS = ("gaussian", "ties", "offset", "far-offset", "cauchy", "integers")
+# Offsets reach 1e12; the spread stays at least 1e-4 of the offset there, so that 1e-6 of the
+# spread is still thousands of ulps (a smaller change is not representable at all: a
+# certificate cannot see it). tests/test_certify.py covers 1e12 + N(0, 1) on its own.
+MAX_OFFSET = 1e12
 
 
 def make_values(kind, shape, rng):
@@ -69,12 +73,20 @@ def make_values(kind, shape, rng):
         return rng.integers(0, 3, size=shape).astype(float)
     if kind == "offset":
         return 1e6 + 1e-3 * rng.integers(0, 4, size=shape) + 1e-6 * rng.normal(size=shape)
+    if kind == "far-offset":
+        off = rng.choice([-1.0, 1.0]) * 10 ** rng.uniform(0, np.log10(MAX_OFFSET))
+        spread = max(10 ** rng.uniform(-2, 2), 1e-4 * abs(off))
+        base = rng.integers(0, 4, size=shape) + 0.3 * rng.normal(size=shape)
+        return off + spread * base
     if kind == "cauchy":
         return rng.standard_cauchy(size=shape)
     return rng.integers(-5, 6, size=shape).astype(float)
 
 
-WEIGHT_KINDS = ("none", "ones", "integers", "loguniform")
+WEIGHT_KINDS = ("none", "ones", "integers", "loguniform", "wide", "two-point")
+# Weights over 1e-12 .. 1e12 (issue 8): "wide" log-uniform, "two-point" light and heavy nodes
+# side by side (the case where a rounded mean lands on a heavy node's value).
+W_MIN, W_MAX = 1e-12, 1e12
 
 
 def make_weights(kind, shape, rng):
@@ -84,16 +96,27 @@ def make_weights(kind, shape, rng):
         return np.ones(shape)
     if kind == "integers":
         return rng.integers(1, 6, size=shape).astype(float)
+    if kind == "wide":
+        return np.exp(rng.uniform(np.log(W_MIN), np.log(W_MAX), size=shape))
+    if kind == "two-point":
+        return rng.choice([W_MIN, 1.0, W_MAX], size=shape)
     return np.exp(rng.uniform(np.log(1e-3), np.log(1e3), size=shape))
 
 
+# Weights that a dense least-squares reference (BVLS) still solves to 1e-7: it squares the
+# conditioning, so 1e-12 .. 1e12 weights are beyond it (treeiso's certificate rejects its
+# answers there, rightly).
+MODERATE_WEIGHT_KINDS = ("none", "ones", "integers", "loguniform")
+
+
 @st.composite
-def problems(draw, min_n=1, max_n=30, shapes=SHAPES, max_rows=4):
+def problems(draw, min_n=1, max_n=30, shapes=SHAPES, max_rows=4, weight_kinds=WEIGHT_KINDS,
+             value_kinds=VALUE_KINDS):
     """(parent, y of shape (rows, n), w or None)."""
     parent = draw(trees(min_n, max_n, shapes))
     rows = draw(st.integers(1, max_rows))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
-    y = make_values(draw(st.sampled_from(VALUE_KINDS)), (rows, len(parent)), rng)
-    w = make_weights(draw(st.sampled_from(WEIGHT_KINDS)), (rows, len(parent)), rng)
+    y = make_values(draw(st.sampled_from(value_kinds)), (rows, len(parent)), rng)
+    w = make_weights(draw(st.sampled_from(weight_kinds)), (rows, len(parent)), rng)
     return parent, y, w

@@ -62,6 +62,7 @@ def bounded_brute_force(y, parent, w, lo, hi):
 @settings(max_examples=60)
 def test_matches_brute_force(backend, problem, orientation):
     parent, y, w = problem
+    w = backend.domain(w)
     tree = treeiso.Tree(parent)
     sign = 1 if orientation == "root_largest" else -1
     x = backend.fit(y, tree, w, orientation=orientation)
@@ -75,6 +76,7 @@ def test_matches_brute_force(backend, problem, orientation):
 @settings(max_examples=40)
 def test_certified(backend, problem, orientation):
     parent, y, w = problem
+    w = backend.domain(w)
     tree = treeiso.Tree(parent)
     x = backend.fit(y, tree, w, orientation=orientation)
     rtol = 1e-7 if backend.name == "scipy" else 1e-9
@@ -85,6 +87,7 @@ def test_certified(backend, problem, orientation):
 @settings(max_examples=60)
 def test_bounds_match_bounded_brute_force(backend, problem, orientation, data):
     parent, y, w = problem
+    w = backend.domain(w)
     tree = treeiso.Tree(parent)
     s = scale_of(y)
     lo = data.draw(st.none() | st.floats(-1.5, 1.0).map(lambda v: v * s))
@@ -105,6 +108,7 @@ def test_bounds_match_bounded_brute_force(backend, problem, orientation, data):
 @settings(max_examples=40)
 def test_topk_matches_fit_on_its_broom(backend, problem, data):
     parent, y, w = problem
+    w = backend.domain(w)
     c = y.shape[1]
     k = data.draw(st.integers(1, min(c, 4)))
     labels = np.array([data.draw(st.permutations(range(c)))[:k] for _ in range(y.shape[0])])
@@ -116,9 +120,13 @@ def test_topk_matches_fit_on_its_broom(backend, problem, data):
 
     for r in range(y.shape[0]):
         handle = list(dict.fromkeys(labels[r].tolist()))
-        ref = brute_force_fit(y[r], broom_parent(c, handle), None if w is None else w[r]) \
-            if c <= 9 else treeiso.fit(y[r], broom_parent(c, handle),
-                                       None if w is None else w[r], backend="scipy")
+        wr = None if w is None else w[r]
+        # BVLS squares the conditioning: with weights spanning 1e24 (tests/strategies.py) its
+        # answers fail the certificate; IRT-BIN, another kernel, is the reference there.
+        wide = wr is not None and wr.max() > 1e6 * wr.min()
+        ref = brute_force_fit(y[r], broom_parent(c, handle), wr) if c <= 9 else \
+            treeiso.fit(y[r], broom_parent(c, handle), wr,
+                        **({"method": "irt"} if wide else {"backend": "scipy"}))
         if lo is not None:
             ref = np.maximum(ref, lo)  # checked against the bounded reference above
         np.testing.assert_allclose(x[r], ref, rtol=0, atol=1e-7 * scale_of(y[r]))

@@ -8,6 +8,7 @@ from hypothesis.extra import numpy as hnp
 
 import treeiso
 from naive import brute_force_fit
+from strategies import W_MAX, W_MIN
 from treeiso._topk import compact_labels
 
 def _torch():
@@ -218,7 +219,8 @@ def test_star_sorted_against_fixed_point(unit, monkeypatch):
             z = np.round(z)
         w = np.ones(c) if unit else np.exp(rng.normal(size=c) * 2)
         cs, wc = float(rng.normal()), float(rng.uniform(0.1, 3.0))
-        v = _broom._star(z, w, unit, cs, wc, np.empty(c), np.empty(c))
+        ea = np.finfo(float).eps * max(np.abs(z).max(), abs(cs / wc))
+        v, _ = _broom._star(z, w, unit, cs, wc, np.empty(c), np.empty(c), 1, ea)
         assert np.isclose(_broom._star_sorted(z, w, cs, wc), v, rtol=1e-12, atol=1e-12)
         # Any superset of {z > v} gives the same value: the compacted call of the fallback.
         keep = z > min(v, cs / wc) - rng.uniform(0, 1)
@@ -226,7 +228,7 @@ def test_star_sorted_against_fixed_point(unit, monkeypatch):
                           atol=1e-12)
         # The fallback itself, in the Python version of _star with few rounds allowed.
         monkeypatch.setattr(_broom, "_MAX_ITER", int(rng.integers(0, 2)))
-        vp = _broom._star.py_func(z, w, unit, cs, wc, np.empty(c), np.empty(c))
+        vp, _ = _broom._star.py_func(z, w, unit, cs, wc, np.empty(c), np.empty(c), 1, ea)
         monkeypatch.undo()
         assert np.isclose(vp, v, rtol=1e-12, atol=1e-12)
 
@@ -236,22 +238,27 @@ def test_star_sorted_against_fixed_point(unit, monkeypatch):
 def topk_rows(draw):
     c = draw(st.integers(1, 8))
     k = draw(st.integers(1, 4))
-    kind = draw(st.sampled_from(["normal", "ties", "offset", "int"]))
+    kind = draw(st.sampled_from(["normal", "ties", "offset", "far", "int"]))
     elems = {
         "normal": st.floats(-10, 10, allow_nan=False),
         "ties": st.sampled_from([-1.0, 0.0, 0.5, 2.0]),
         "offset": st.sampled_from([1e3, 1e3 + 1, 1e3 - 0.5]),
+        "far": st.sampled_from([-1e12, -1e12 + 1e8, -1e12 - 5e7, 1e12, 1e12 + 1e8]),
         "int": st.integers(-3, 3).map(float),
     }[kind]
     y = draw(hnp.arrays(np.float64, c, elements=elems))
     lab = draw(hnp.arrays(np.int64, k, elements=st.integers(-1, c - 1)))
-    wkind = draw(st.sampled_from(["one", "int", "extreme"]))
+    wkind = draw(st.sampled_from(["one", "int", "extreme", "wide"]))
     if wkind == "one":
         w = np.ones(c)
     elif wkind == "int":
         w = draw(hnp.arrays(np.float64, c, elements=st.integers(1, 5).map(float)))
+    elif wkind == "extreme":  # light and heavy side by side, 1e-12 .. 1e12 (issue 8)
+        w = draw(hnp.arrays(np.float64, c, elements=st.sampled_from(
+            [W_MIN, 1e-6, 1.0, 1e6, W_MAX])))
     else:
-        w = draw(hnp.arrays(np.float64, c, elements=st.sampled_from([1e-4, 1.0, 1e4])))
+        w = draw(hnp.arrays(np.float64, c, elements=st.floats(
+            np.log(W_MIN), np.log(W_MAX)).map(np.exp)))
     return y, lab, w
 
 

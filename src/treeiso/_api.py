@@ -4,7 +4,8 @@ import numpy as np
 
 from ._dispatch import BACKENDS, FitResult, resolve, tree_arrays
 from ._numba_backend import check_threads, n_threads, run_kernel
-from ._tree import as_tree
+from ._scaling import scale_rows
+from ._tree import Tree, as_tree
 from ._validation import (
     as_rows,
     check_axis,
@@ -15,6 +16,7 @@ from ._validation import (
     move_weights,
     prepare_values,
     prepare_weights,
+    reject_masked,
 )
 
 __all__ = ["fit", "FitResult"]
@@ -51,9 +53,10 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         Direction of the order constraints.
     method : {"auto", "pav", "star", "broom", "irt", "irt-pairing", "irt-leftist", "irt-binomial"}, default="auto"
         ``"auto"`` picks from ``tree.kind``: pool-adjacent-violators for
-        chains (O(n)), the star/broom kernel for stars and brooms
-        (star-plus-edge trees; a few O(n) passes in practice, O(n log n) at
-        worst), IRT-BIN (O(n log n)) otherwise. ``"irt"``
+        chains (O(n)), the star/broom kernel for stars and brooms with at
+        most 8 handle nodes (star-plus-edge trees; a few O(n) passes in
+        practice, O(n log n) at worst), IRT-BIN (O(n log n)) otherwise,
+        longer brooms included. ``"irt"``
         is IRT-BIN with the default (pairing) heap; ``"irt-pairing"``,
         ``"irt-leftist"`` and ``"irt-binomial"`` (the published variant)
         choose the mergeable heap. IRT-BIN solves every tree; the others
@@ -95,9 +98,11 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         For NaN or infinite values or weights, non-positive weights, shapes
         that do not match the tree, 0-d values, an unknown method, a method
         that does not fit the tree's shape, ``y_min > y_max``, a bad ``axis``
-        or ``threads``.
+        or ``threads``, or weights whose total overflows while the smallest is
+        below 2**-1044 of it.
     TypeError
-        For complex or non-numeric values, weights or bounds.
+        For complex or non-numeric values, weights or bounds, or masked arrays
+        (the mask is not honoured: fill them or drop those nodes).
 
     See Also
     --------
@@ -109,7 +114,8 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     Float32 input is computed in float64 and rounded back. Inputs are never
     modified. Runs in O(n log n) time and O(n) memory per row at worst.
     Which kernel serves which tree is the table of the theory page
-    (``treeiso._dispatch``).
+    (``treeiso._dispatch``). Any finite values are handled: data near the
+    float limits is divided by a power of two (exact) and the fit scaled back.
 
     Torch tensors keep their device and dtype and are differentiable in
     ``values`` and ``weights`` (the Jacobian averages over blocks). Chains,
@@ -137,6 +143,10 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         raise ValueError("backend='scipy' takes method='auto' only")
     bounds = check_bounds(y_min, y_max)
     check_threads(threads)
+    if is_torch_tensor(values) and not isinstance(tree, Tree):
+        from ._torch_backend import _build_tree
+
+        tree = _build_tree(tree)  # outside torch.compile's tracing (issue 8)
     tree = as_tree(tree)
     kernel = resolve(method, tree)
     if is_torch_tensor(values) or backend == "torch":
@@ -157,6 +167,8 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
             "values is a NumPy array but weights is a torch.Tensor: pass both "
             "as NumPy arrays or both as tensors"
         )
+    reject_masked(values, "values")
+    reject_masked(weights, "weights")
     y = np.asarray(values)
     check_ndim(y.shape)
     ax = y.ndim - 1 if axis.__class__ is int and axis == -1 else check_axis(axis, y.ndim)
@@ -182,9 +194,13 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     else:
         x2 = np.empty((n_rows, n))
         blocks = np.empty((n_rows if return_blocks else 0, n), dtype=np.int64)
+        ey = 0
         if n_rows and n:
+            y2, w, ey = scale_rows(y2, w)  # powers of two: overflow-free kernels (issue 8)
             nt = n_threads(threads, n_rows, n)
             run_kernel(kernel, y2, w, tree_arrays(kernel, tree), x2, blocks, nt)
+        if ey:
+            np.ldexp(x2, ey, out=x2)
     if sign < 0:
         np.negative(x2, out=x2)
     if bounds != (None, None) and backend != "scipy":

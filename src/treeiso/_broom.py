@@ -25,15 +25,58 @@ The kernel trusts its input: the callers (``treeiso.fit``, ``treeiso.fit_topk``)
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from ._jit import njit
 
 _MAX_ITER = 64
+# Pools of the last block up the handle before the kernel sorts the row's leaves once: each
+# pool costs an O(c) star otherwise, so a long handle would cost O(K c) (issue 8: 33 s for
+# c = 1e6, K = 1e4). A star is a few passes; the sort is worth ~100 of them at c = 1e6.
+_LONG_HANDLE = 64
+
+
+@njit(cache=True, nogil=True)
+def _argsort_desc(z):
+    """Indices of ``z`` by decreasing value: a heap sort, O(c log c), no recursion.
+
+    Here rather than ``np.argsort``: numba compiles its quicksort for every kernel that uses
+    it, which was a third of the broom kernel's first-call compile time (issue 8's cold
+    start); this is the rare path, so its speed matters less.
+    """
+    c = z.shape[0]
+    idx = np.arange(c)
+    # A min-heap on z: popping the minimum to the end leaves the largest first.
+    for start in range(c // 2 - 1, -1, -1):
+        _sift(z, idx, start, c)
+    for end in range(c - 1, 0, -1):
+        t = idx[0]
+        idx[0] = idx[end]
+        idx[end] = t
+        _sift(z, idx, 0, end)
+    return idx
+
+
+@njit(cache=True, nogil=True)
+def _sift(z, idx, i, size):
+    while True:
+        m = i
+        a = 2 * i + 1
+        b = a + 1
+        if a < size and z[idx[a]] < z[idx[m]]:
+            m = a
+        if b < size and z[idx[b]] < z[idx[m]]:
+            m = b
+        if m == i:
+            return
+        t = idx[i]
+        idx[i] = idx[m]
+        idx[m] = t
+        i = m
 
 
 @njit(cache=True, nogil=True)
 def _star_sorted(z, w, cs, wc):
     """Star value by the sorted greedy of the star lemma (fallback; SPEC section 3)."""
-    order = np.argsort(-z, kind="mergesort")
+    order = _argsort_desc(z)
     s = cs
     tw = wc
     for k in range(z.shape[0]):
@@ -47,15 +90,32 @@ def _star_sorted(z, w, cs, wc):
 
 
 @njit(cache=True, nogil=True)
-def _star(z, w, unit, cs, wc, zb, wb):
-    """Root v of wc (v - cs/wc) = sum_j w_j (z_j - v)_+ (handle nodes have z = -inf).
+def _star(z, w, unit, cs, wc, zb, wb, m0, ea):
+    """Root v of wc (v - cs/wc) = sum_j w_j (z_j - v)_+ (handle nodes have z = -inf), and
+    ``d``, a bound on its rounding error.
 
-    One pass over the row collects A1 = {z > f(0)}; later sets only shrink (v rises), so
-    the iteration then runs on the compacted buffer ``zb``/``wb`` alone. The loops are
-    branch-free (selects), as the comparisons are unpredictable.
+    ``cs`` is a sum of ``m0`` terms; ``ea`` is ``eps * max|z|`` over the row's finite
+    entries, the unit of the rounding bound ``d`` below.
+
+    One pass over the row collects A1 = {z >= f(0) - d}; later sets only shrink (v rises), so
+    the iteration then runs on the compacted buffer ``zb``/``wb`` alone, until a pass keeps
+    every entry. The loops are branch-free (selects), as the comparisons are unpredictable.
+
+    Rounding (issue 8): a computed mean of m terms, each |w z| <= w max|z|, is within
+    d = (2 m + 8) eps max|z| of the exact mean of the same set. Keeping every leaf with
+    z >= v - d therefore never drops a leaf above the exact root (a strict ``z > v`` did: with
+    weights 1e17 and 1 the rounded mean of a heavy leaf and a light centre *is* the leaf's
+    value, and losing that leaf moved the answer by the whole spread). The set S it ends on
+    is a superset of the exact one; if every member is above v + d, S is exactly the
+    absorbed set (a member at or below the exact mean cannot exist then) and v is the root
+    to rounding. Otherwise some leaf sits within d of v, where including it or not is
+    decided wrongly by any comparison with the rounded mean (a heavy one can justify itself);
+    then the sorted greedy on S decides, comparing each leaf with the mean of the leaves
+    above it only, which is what makes its error at most 2 d.
     """
     c = z.shape[0]
     v = cs / wc  # f(0), below the root
+    t = v - (2 * m0 + 8) * ea
     s = cs
     tw = wc
     na = 0
@@ -64,7 +124,7 @@ def _star(z, w, unit, cs, wc, zb, wb):
             zj = z[j]
             zb[na] = zj
             wb[na] = 1.0
-            f = zj > v
+            f = zj >= t
             s += zj if f else 0.0
             na += 1 if f else 0
         tw += na
@@ -74,15 +134,14 @@ def _star(z, w, unit, cs, wc, zb, wb):
             wj = w[j]
             zb[na] = zj
             wb[na] = wj
-            f = zj > v
+            f = zj >= t
             s += wj * zj if f else 0.0
             tw += wj if f else 0.0
             na += 1 if f else 0
-    vn = s / tw
     for _ in range(_MAX_ITER):
-        if vn == v:  # A = {z > v} reproduced: the fixed point, exactly
-            return v
-        v = vn
+        v = s / tw
+        d = (2 * (na + m0) + 8) * ea
+        t = v - d
         s = cs
         tw = wc
         nb = 0
@@ -91,15 +150,21 @@ def _star(z, w, unit, cs, wc, zb, wb):
             wj = wb[q]
             zb[nb] = zj
             wb[nb] = wj
-            f = zj > v
+            f = zj >= t
             s += wj * zj if f else 0.0
             tw += wj if f else 0.0
             nb += 1 if f else 0
+        if nb == na:  # the set reproduced itself (same sums, same v): the fixed point
+            zmin = np.inf
+            for q in range(na):
+                zmin = min(zmin, zb[q])
+            if zmin > v + d:  # no leaf near v: the set is exact
+                return v, d
+            break
         na = nb
-        vn = s / tw
-    # zb[:na] = {z > v} with v below the root: a superset of the final set, and entries
-    # below the root contribute nothing, so the greedy on it alone is exact.
-    return _star_sorted(zb[:na], wb[:na], cs, wc)
+    # zb[:na] is a superset of {z > root}, and entries below the root contribute nothing,
+    # so the greedy on it alone is exact.
+    return _star_sorted(zb[:na], wb[:na], cs, wc), (2 * (na + m0) + 8) * ea
 
 
 @njit(cache=True, nogil=True)
@@ -134,6 +199,7 @@ def broom_rows(y, w, labels, x, blocks):
     st_w = np.empty(k_max + 1)
     st_s = np.empty(k_max + 1, np.int64)
     finite = True
+    eps = np.finfo(np.float64).eps
     for b in range(n_rows):
         lr = 0 if shared_labels else b
         kr = 0
@@ -150,11 +216,14 @@ def broom_rows(y, w, labels, x, blocks):
         last = labels[lr, kr - 1]
         sh = np.float64(y[b, last])  # centre the row on the handle's last node (cancellation)
         acc = 0.0
+        amax = 0.0
         for j in range(c):
             zj = np.float64(y[b, j]) - sh
             zr[j] = zj
             acc += zj * 0.0  # stays 0 unless some zj is NaN or infinite
+            amax = max(amax, abs(zj))
         finite &= acc == 0.0
+        ea = eps * amax  # the unit of _star's rounding bound
         if unit:
             wr = ones
         else:
@@ -185,21 +254,46 @@ def broom_rows(y, w, labels, x, blocks):
         cs = 0.0
         wc = wr[last]
         s_last = kr - 1
-        v = _star(zr, wr, unit, cs, wc, zb, wb)
+        m0 = 1
+        v, d = _star(zr, wr, unit, cs, wc, zb, wb, m0, ea)
+        srt = np.empty(0, np.int64)  # leaves sorted by z, descending, once pools are many
+        k_abs = 0  # ... the greedy's absorbed prefix, and its sums
+        s_abs = 0.0
+        w_abs = 0.0
         while ns > 0 and st_m[ns - 1] < v:  # pool the violator above; v can only go down
             ns -= 1
             cs += st_w[ns] * st_m[ns]
             wc += st_w[ns]
             s_last = st_s[ns]
-            v = _star(zr, wr, unit, cs, wc, zb, wb)
+            m0 += 1
+            if m0 <= _LONG_HANDLE:
+                v, d = _star(zr, wr, unit, cs, wc, zb, wb, m0, ea)
+                continue
+            # A long handle: one O(c log c) sort instead of an O(c) star per pool. v only
+            # goes down, so the absorbed prefix only grows: the greedy resumes where it was.
+            if srt.shape[0] == 0:
+                srt = _argsort_desc(zr)
+            while k_abs < c:
+                j = srt[k_abs]
+                if not zr[j] > (cs + s_abs) / (wc + w_abs):  # also stops at the handle's -inf
+                    break
+                s_abs += wr[j] * zr[j]
+                w_abs += wr[j]
+                k_abs += 1
+            v = (cs + s_abs) / (wc + w_abs)
+            d = (2 * (k_abs + m0) + 8) * ea
         # Write the leaves, x_j = min(y_j, v) (absorbed iff y_j - sh > v), then the handle.
         xv = v + sh
         t_last = labels[lr, s_last]
+        # A leaf within the rounding bound d of v may belong to the last block (a heavy one
+        # on the rounded mean does): put it there, at v (it moves by <= d), so that every
+        # block holds the mean of its data and the gradient sees the block (issue 8).
+        lo = v - d
         for j in range(c):  # handle entries (zr = -inf) are overwritten just below
-            x[b, j] = xv if zr[j] > v else y[b, j]
+            x[b, j] = xv if zr[j] >= lo else y[b, j]
         if with_blocks:
             for j in range(c):
-                if zr[j] > v:
+                if zr[j] >= lo:
                     blocks[b, j] = t_last
         for q in range(ns):
             end = st_s[q + 1] if q + 1 < ns else s_last

@@ -4,9 +4,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._scaling import value_exponent, weight_exponent
 from ._tree import as_tree
 from ._validation import (
+    as_real_array,
     as_rows,
+    check_finite,
     check_orientation,
     is_torch_tensor,
     prepare_values,
@@ -33,9 +36,12 @@ class Certificate:
     dual_sign : float
         Multipliers (subtree residual sums) are non-negative.
     complementary_slackness : float
-        Multipliers vanish on edges that are strictly ordered.
+        Multipliers vanish on edges that are strictly ordered: each block
+        (nodes joined by edges where ``x`` is equal to ``tol_x``) below such an
+        edge holds the weighted mean of its data, ``sum_B w (y - x) = 0``.
     stationarity : float
-        Each tree's total residual ``sum w (y - x)`` is zero.
+        The same for the blocks that contain a root (each tree's total
+        residual is zero).
     gap : float
         Largest duality-gap bound over the rows: for a feasible ``x``,
         ``0.5 * sum w (x - x*)**2 <= gap``.
@@ -86,13 +92,34 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
     orientation : {"root_largest", "root_smallest"}, default="root_largest"
         Direction of the constraints, as in :func:`fit`.
     rtol : float, default=1e-9
-        Relative tolerance. Values are compared to ``rtol * max|y|`` and each
-        multiplier to ``rtol * max|y| * W(subtree)``.
+        Relative tolerance, against the spread of each row's data: values are
+        compared to ``tol_x = rtol * (max y - min y) + 32 * eps * max|y|`` (the
+        second term: an exact answer is only representable to about an ulp of
+        the data), a multiplier to ``tol_x * W(subtree)`` and a block's
+        residual to ``tol_x * W(block)``. Shifting the data leaves the
+        tolerances unchanged up to that floor; scaling values or weights scales
+        them alike.
 
     Returns
     -------
     Certificate
         The verdict and the worst violation ratios (<= 1 is satisfied).
+
+    Raises
+    ------
+    ValueError
+        For NaN or infinite values or weights, for a NaN or infinite
+        ``solution`` (named so: a bad candidate), non-positive weights, or
+        shapes that do not match.
+
+    Notes
+    -----
+    Sound for any positive weights: each block is judged by its own weight,
+    so a light block in a heavy tree cannot hide in the tree's tolerance, and
+    values and weights are rescaled by powers of two when their sums would
+    overflow or underflow. A perturbation of an exact answer is detected when
+    it moves some block by more than ``tol_x`` (feasibility also catches it
+    when it breaks the order).
 
     Examples
     --------
@@ -113,21 +140,32 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
         return a.detach().cpu().numpy() if is_torch_tensor(a) else a
 
     y, _ = prepare_values(to_numpy(values), tree.n)
-    x, _ = prepare_values(to_numpy(solution), tree.n)
+    x = as_real_array(to_numpy(solution), "solution")
     if x.shape != y.shape:
         raise ValueError(
             f"solution has shape {x.shape} but values has shape {y.shape}"
         )
+    check_finite(x, "solution")
     w = prepare_weights(to_numpy(weights), y.shape)
     y2 = as_rows(y)
     x2 = as_rows(x)
-    if orientation == "root_smallest":
-        y2, x2 = -y2, -x2
+    # Powers of two keep every sum in range (overflow-free, and tiny weights do not vanish).
+    ey = max(value_exponent(y2), value_exponent(x2))
+    ew = weight_exponent(w)
+    sign = -1.0 if orientation == "root_smallest" else 1.0
+    if ey or sign < 0:
+        y2 = sign * np.ldexp(y2, -ey)
+        x2 = sign * np.ldexp(x2, -ey)
+    if ew:
+        w = np.ldexp(w, -ew)
     out = np.zeros((y2.shape[0], 5))
     if tree.n and y2.shape[0]:
         from ._certify_kernel import kkt_rows
 
         kkt_rows(y2, w, x2, tree.parent, tree.order, rtol, out)
+    if ey or ew:
+        with np.errstate(over="ignore"):
+            out[:, 4] = np.ldexp(out[:, 4], 2 * ey + ew)
     ok = (out[:, :4] <= 1.0).all(axis=1)
     worst = out.max(axis=0) if out.shape[0] else np.zeros(5)
     return Certificate(

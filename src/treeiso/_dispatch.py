@@ -47,7 +47,10 @@ KERNELS = {
 }
 IRT_KERNELS = ("irt-pairing", "irt-leftist", "irt-binomial")
 #: method -> the tree kinds it solves (the IRT methods solve every tree)
-_SHAPES = {"pav": ("chain",), "star": ("star",), "broom": ("star", "broom")}
+_SHAPES = {"pav": ("chain",), "star": ("star",), "broom": ("star", "broom", "chain")}
+# Brooms whose handle has more nodes than this go to IRT-BIN under method="auto": past it
+# the broom kernel may sort the leaves (O(n log n), as IRT-BIN, but slower; issue 8).
+LONG_HANDLE = 8
 #: tree kind -> the kernel of method="auto"
 _AUTO = {"chain": "pav", "star": "broom", "broom": "broom", "general": DEFAULT_HEAP}
 
@@ -88,12 +91,16 @@ def resolve(method, tree):
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     shapes = _SHAPES.get(method)
+    if method == "star" and tree.kind == "chain" and tree.n <= 2:
+        shapes = None               # a root with at most one child is a star too
     if shapes is not None and tree.kind not in shapes:
         raise ValueError(
             f"method={method!r} needs a tree of kind {' or '.join(shapes)}, "
             f"but this tree is of kind {tree.kind!r}; use method='irt' or 'auto'"
         )
     if method == "auto":
+        if tree.kind == "broom" and tree.handle.size > LONG_HANDLE:
+            return DEFAULT_HEAP     # the broom kernel would sort: IRT-BIN is faster
         return _AUTO[tree.kind]
     if method == "star":
         return "broom"              # a star is a broom whose handle is the root

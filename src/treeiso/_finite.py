@@ -5,7 +5,7 @@ exactly when every entry is finite (no overflow is possible). ``reassoc`` lets L
 vectorize the sum; it does not assume finite values (no ``nnan``/``ninf``).
 """
 
-from numba import njit
+from ._jit import njit
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc"})

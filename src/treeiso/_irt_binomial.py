@@ -7,7 +7,7 @@ insert and delete-max are O(log n), all iterative.
 """
 
 import numpy as np
-from numba import njit
+from ._jit import njit
 
 from ._irt_common import absorb, load_row, write_row
 

@@ -11,7 +11,7 @@ and melded iteratively along the right spines, whose length is at most
 """
 
 import numpy as np
-from numba import njit
+from ._jit import njit
 
 from ._irt_common import absorb, load_row, write_row
 

@@ -9,7 +9,7 @@ every node once but deletes only when blocks merge, which suits pairing heaps.
 """
 
 import numpy as np
-from numba import njit
+from ._jit import njit
 
 from ._irt_common import absorb, load_row, write_row
 

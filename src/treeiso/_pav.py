@@ -4,8 +4,10 @@ Kernels are flat and trust their inputs; :func:`treeiso.fit` validates.
 """
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import overload
+
+from ._jit import njit
 
 
 def _node(chain, i):

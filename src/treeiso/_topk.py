@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba_backend import check_threads, n_threads, run_kernel
+from ._scaling import scale_rows
 from ._validation import (
     as_rows,
     check_axis,
@@ -15,6 +16,7 @@ from ._validation import (
     move_weights,
     prepare_values,
     prepare_weights,
+    reject_masked,
 )
 
 __all__ = ["fit_topk"]
@@ -103,6 +105,7 @@ def fit_topk(values, labels, weights=None, *, orientation="root_largest", y_min=
     if is_torch_tensor(labels) or is_torch_tensor(weights):
         raise TypeError("values is not a torch.Tensor but labels or weights are: pass all "
                         "as NumPy arrays or all as tensors")
+    reject_masked(values, "values")
     arr = np.asarray(values)
     check_ndim(arr.shape)
     ax = arr.ndim - 1 if axis.__class__ is int and axis == -1 else check_axis(axis, arr.ndim)
@@ -113,6 +116,7 @@ def fit_topk(values, labels, weights=None, *, orientation="root_largest", y_min=
     # NaN and infinity are caught by the kernel's own pass (no separate scan of the data).
     y, out_dtype = prepare_values(arr, arr.shape[-1], check=False)
     c = y.shape[-1]
+    reject_masked(labels, "labels")
     lab = np.asarray(labels)
     if lab.dtype.kind not in "iu":
         raise TypeError(f"labels must be integers, got dtype {lab.dtype}")
@@ -138,6 +142,7 @@ def fit_topk(values, labels, weights=None, *, orientation="root_largest", y_min=
     lab2 = compact_labels(lab.reshape(y2.shape[0], lab.shape[-1]))
     x = np.empty_like(y2)
     n_rows = y2.shape[0]
+    y2, w2, ey = scale_rows(y2, w2)  # powers of two: overflow-free kernel (issue 8)
     if n_rows and c:
         nt = n_threads(threads, n_rows, c)
         finite = run_kernel("broom", y2, w2, (lab2,), x, np.empty((0, c), np.int64), nt)
@@ -147,6 +152,8 @@ def fit_topk(values, labels, weights=None, *, orientation="root_largest", y_min=
             scan(y, "values")  # names the first bad entry
     if sign < 0:
         np.negative(x, out=x)
+    if ey:
+        np.ldexp(x, ey, out=x)
     if bounds != (None, None):
         np.clip(x, bounds[0], bounds[1], out=x)
     x = x.reshape(y.shape).astype(out_dtype, copy=False)

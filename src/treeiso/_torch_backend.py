@@ -21,6 +21,8 @@ skips it (and the host synchronisation it costs on CUDA). The host paths split r
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -64,6 +66,47 @@ def _check_weights(w: Tensor | None) -> None:
     _check_finite(w, "weights")
     if w.numel() and not bool(w.amin() > 0):
         raise ValueError("weights must be > 0")
+
+
+def _range_exponents(y: Tensor, w: Tensor | None) -> tuple[int, int]:
+    """Exponents (ey, ew) to divide y and w by 2**e, 0 in the safe range of y's dtype (see
+    :mod:`treeiso._scaling`; finite inputs): max|y| and the weights' total."""
+    from ._scaling import exponent_of, safe_exponent
+
+    fi = torch.finfo(y.dtype)
+    hi = safe_exponent(math.frexp(fi.max)[1])
+    ey = ew = 0
+    if y.numel():
+        lo_, hi_ = torch.aminmax(y)
+        a = float(torch.maximum(lo_.abs(), hi_.abs()))
+        if math.isfinite(a) and not (a == 0.0 or 2.0**-hi <= a <= 2.0**hi):
+            ey = exponent_of(a)
+    if w is not None and w.numel():
+        t = float(w.sum())
+        if not 2.0**-hi <= t <= 2.0**hi:
+            ew = (exponent_of(float(w.max())) + max(w.numel() - 1, 1).bit_length()
+                  if math.isinf(t) else exponent_of(t))
+            small = float(w.min())
+            if ew > 0 and math.ldexp(small, -ew) < fi.tiny * fi.eps * 2.0**30:
+                raise ValueError(
+                    f"weights span too wide a range for {y.dtype}: the smallest, {small!r}, "
+                    "underflows once their total is scaled into range (rescale the weights)")
+    return ey, ew
+
+
+def _scaled(impl, y: Tensor, w: Tensor | None, *args) -> tuple[Tensor, Tensor]:
+    """``impl(y, w, *args)`` on data divided by powers of two when it is near the float limits
+    (overflow-free kernels; the fit is equivariant: x(a y, b w) = a x(y, w); issue 8)."""
+    ey, ew = _range_exponents(y, w)
+    if ey == 0 and ew == 0:
+        return impl(y, w, *args)
+
+    def p2(t, e):  # t * 2**e, exactly: two factors, as 2**e itself may not be a float
+        h = e // 2
+        return t * math.ldexp(1.0, h) * math.ldexp(1.0, e - h)
+
+    x, top = impl(p2(y, -ey), None if w is None else p2(w, -ew), *args)
+    return p2(x, ey), top
 
 
 def _to_np64(t: Tensor) -> np.ndarray:
@@ -147,6 +190,11 @@ def _chain_op(y: Tensor, w: Tensor | None, order: Tensor, native: bool, threads:
     if check:
         _check_finite(y, "values")
         _check_weights(w)
+    return _scaled(_chain_impl, y, w, order, native, threads)
+
+
+def _chain_impl(y: Tensor, w: Tensor | None, order: Tensor, native: bool, threads: int
+                ) -> tuple[Tensor, Tensor]:
     if y.shape[-1] == 0:
         return y.clone(), torch.empty(y.shape, dtype=torch.int64, device=y.device)
     if not (native or y.device.type != "cpu"):
@@ -200,18 +248,26 @@ def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor, strategy: str | None
     zh = z.gather(-1, labc)
     whh = torch.where(valid, wt.gather(-1, labc), 0.0)
     zero = torch.zeros(n_rows, 1, dtype=z.dtype, device=dev)
-    p = torch.cat([zero, (whh * zh).cumsum(-1)], -1)  # (B, K+1)
-    q = torch.cat([zero, whh.cumsum(-1)], -1)
-    pk = p.gather(-1, kr.unsqueeze(-1))
-    qk = q.gather(-1, kr.unsqueeze(-1))
-    cs = pk - p[:, :k]  # sums from s to the last handle node
-    ws = qk - q[:, :k]
+    # Segment sums P[b, s, t] = sum_{s <= i <= t} (w z)_i, Q likewise for w, each summed from
+    # s on: differences of prefix sums cancel (a weight 1 after 1e16 vanished, 0/0; issue 8).
+    ar = torch.arange(k, device=dev)
+    upper = (ar[:, None] <= ar[None, :]).to(z.dtype)  # [s, t]: t >= s
+    pst = ((whh * zh).unsqueeze(1) * upper).cumsum(-1)  # (B, K, K)
+    qst = (whh.unsqueeze(1) * upper).cumsum(-1)
+    lastk = (kr - 1).clamp_min(0).view(n_rows, 1, 1).expand(n_rows, k, 1)
+    cs = pst.gather(-1, lastk).squeeze(-1)  # sums from s to the last handle node
+    ws = qst.gather(-1, lastk).squeeze(-1)
     smask = torch.arange(k, device=dev) < kr.unsqueeze(-1)
     inf = torch.tensor(float("inf"), dtype=z.dtype, device=dev)
 
     def last_value(sa, wa):
         return torch.where(smask, (cs + sa) / (ws + wa), inf).amin(-1, keepdim=True)
 
+    # Rounding bound of a computed mean (O(k) serial and O(log c) reduced terms), in units of
+    # eps max|z| over the row.
+    amax = z.abs().amax(-1, keepdim=True)  # (faster than aminmax or an inf-norm on CPU)
+    d = (2 * (k + (c + 1).bit_length()) + 8) * torch.finfo(z.dtype).eps * amax
+    near = None
     if strategy == "sort":
         zs, idx = torch.sort(zl, -1, descending=True)
         wz2 = torch.stack([wzl, wl], -1)
@@ -221,28 +277,41 @@ def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor, strategy: str | None
         den = ws.unsqueeze(-1) + pre[:, None, :, 1]
         m_s = (num / den).amax(-1)
         v = torch.where(smask, m_s, inf).amin(-1, keepdim=True)
-        n_abs = (zl > v).sum(-1, keepdim=True)
+        # The min-max value is within rounding of the root whatever the weights; absorb every
+        # leaf down to the bound d below it. Not the strict {z > v}: a heavy leaf may sit on
+        # the rounded v and belong (issue 8); leaves within d of v move the value by <= d.
+        n_abs = (zs >= v - d).sum(-1, keepdim=True)
         sums = pre.gather(1, n_abs.unsqueeze(-1).expand(-1, -1, 2)).squeeze(1)
         sa, wa = sums[:, :1], sums[:, 1:]
         v = last_value(sa, wa)
     else:
+        # Fixed point from below, keeping every leaf down to a rounding bound d below v: a
+        # superset of the exact set (a strict z > v dropped heavy leaves whose value the
+        # rounded mean reproduces; issue 8). d bounds the error of a mean (above).
         zcol = torch.zeros_like(sh)
         v = last_value(zcol, zcol)
+        a = zl >= v - d  # -inf on the handle: never in
         for _ in range(_BROOM_ROUNDS):
-            a = (zl > v).to(z.dtype)  # A = {z > v}, as 0/1 (no matmul: TF32 would round)
-            sa = (a * wzl).sum(-1, keepdim=True)
-            wa = (a * wl).sum(-1, keepdim=True)
+            af = a.to(z.dtype)  # as 0/1 (no matmul: TF32 would round)
+            sa = (af * wzl).sum(-1, keepdim=True)
+            wa = (af * wl).sum(-1, keepdim=True)
             vn = last_value(sa, wa)
-            if torch.equal(vn, v):
+            if torch.equal(vn, v):  # a was made from this very v: it would not change
                 break
             v = vn
+            a = zl >= v - d  # still a superset of the exact set (the bound d, by induction)
         else:  # adversarial data only (tests force it with _BROOM_ROUNDS = 0)
             return _broom_native(y, w, lab, "sort")
+        # Exact unless leaves of the set lie within d of v, where no comparison with the rounded
+        # v decides them. Wrongly kept, they moved v by at most W_amb / (W - W_amb) * d (W: the
+        # last block's weight): rounding-sized unless they carry half of W, as a heavy leaf
+        # that pulls v onto itself does. Those rows take the sort strategy.
+        w_amb = torch.where(a & (zl <= v + d), wl, 0.0).sum(-1, keepdim=True)
+        near = (w_amb > 0.5 * (wa + wt.gather(-1, last))).squeeze(-1)
     # Handle values: means A(s, t) with the last node augmented by the absorbed leaves.
-    ar = torch.arange(k, device=dev)
     is_last = (ar.unsqueeze(0) == (kr - 1).unsqueeze(-1)).to(z.dtype)  # (B, K) over t
-    num = p[:, None, 1:] - p[:, :k, None] + (is_last * sa).unsqueeze(1)  # [b, s, t]
-    den = q[:, None, 1:] - q[:, :k, None] + (is_last * wa).unsqueeze(1)
+    num = pst + (is_last * sa).unsqueeze(1)  # [b, s, t]
+    den = qst + (is_last * wa).unsqueeze(1)
     ok = (ar[:, None] <= ar[None, :]) & (ar[None, :] < kr[:, None, None])
     mst = torch.where(ok, num / torch.where(ok, den, 1.0), neg_inf)
     rmax = mst.flip(-1).cummax(-1).values.flip(-1)  # [b, s, i] = max_{t >= i} A(s, t)
@@ -254,13 +323,18 @@ def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor, strategy: str | None
     first = torch.cummax(torch.where(step, ar, 0), -1).values
     toph = labc.gather(-1, first)
     t_last = toph.gather(-1, (kr - 1).clamp_min(0).unsqueeze(-1))
-    absorbed = zl > v
+    absorbed = zl >= v - d  # within rounding of v: in the block, at v (see _broom)
     x = torch.where(absorbed, v, z)
     top = torch.where(absorbed, t_last, torch.arange(c, device=dev))
     col = torch.where(valid, lab, c)
     xpad = torch.cat([x, zero], -1).scatter(-1, col, xh)
     tpad = torch.cat([top, torch.zeros_like(top[:, :1])], -1).scatter(-1, col, toph)
-    return (xpad[:, :c] + sh).contiguous(), tpad[:, :c].contiguous()
+    x, top = (xpad[:, :c] + sh).contiguous(), tpad[:, :c].contiguous()
+    if near is not None and bool(near.any()):
+        rows = near.nonzero().squeeze(-1)
+        wr = None if w is None else (w if w.shape[0] == 1 else w[rows])
+        x[rows], top[rows] = _broom_native(y[rows], wr, lab[rows], "sort")
+    return x, top
 
 
 def _broom_host(y: Tensor, w: Tensor | None, lab: Tensor, threads: int = 1, check: bool = True
@@ -302,8 +376,8 @@ def _broom_op(y: Tensor, w: Tensor | None, labels: Tensor, native: bool, threads
         return y.clone(), torch.zeros(y.shape, dtype=torch.int64, device=y.device)
     labels = _compact_labels(labels)
     if native:
-        return _broom_native(y, w, labels)
-    return _broom_host(y, w, labels, _threads(threads, y), check)
+        return _scaled(_broom_native, y, w, labels)
+    return _scaled(_broom_host, y, w, labels, _threads(threads, y), check)
 
 
 # ----------------------------------------------------------------------------- any tree
@@ -313,11 +387,16 @@ def _tree_op(y: Tensor, w: Tensor | None, order: Tensor, parent_pos: Tensor, ker
     """IRT-BIN on host copies. ``order``/``parent_pos``: the tree's (``Tree.order``,
     ``Tree.parent_pos``, CPU tensors), so no ``Tree`` is rebuilt (nor re-checked) per call;
     ``kernel``: an IRT-BIN kernel name of :data:`treeiso._dispatch.KERNELS`."""
-    from ._numba_backend import run_kernel
-
     if check:
         _check_finite(y, "values")
         _check_weights(w)
+    return _scaled(_tree_impl, y, w, order, parent_pos, kernel, threads)
+
+
+def _tree_impl(y: Tensor, w: Tensor | None, order: Tensor, parent_pos: Tensor, kernel: str,
+               threads: int) -> tuple[Tensor, Tensor]:
+    from ._numba_backend import run_kernel
+
     y64 = _to_np64(y)
     w64 = np.empty((0, y64.shape[1])) if w is None else _to_np64(w)
     x = np.empty_like(y64)
@@ -452,6 +531,15 @@ def fit_torch(values: Tensor, tree, weights, kernel: str, *, orientation="root_l
     if return_blocks:
         return FitResult(x, blocks.reshape(shape).movedim(-1, ax))
     return x
+
+
+@torch.compiler.disable
+def _build_tree(parent):
+    """``Tree(parent)`` outside torch.compile: its validation is a NumPy/Numba pass that
+    dynamo cannot trace (it crashed tracing into numba; issue 8). A graph break, here only."""
+    from ._tree import Tree
+
+    return Tree(parent)
 
 
 def _compact_labels(lab: Tensor) -> Tensor:

@@ -4,7 +4,7 @@ import operator
 
 import numpy as np
 
-from ._validation import is_torch_tensor
+from ._validation import is_torch_tensor, reject_masked
 
 __all__ = ["Tree", "as_tree"]
 
@@ -24,6 +24,7 @@ def _as_index_array(obj, what):
     """Convert ``obj`` to a 1-D integer NumPy array, rejecting non-integers."""
     if is_torch_tensor(obj):
         obj = obj.detach().cpu().numpy()
+    reject_masked(obj, what)
     arr = np.asarray(obj)
     if arr.dtype == object:
         raise TypeError(f"{what} must be an array of integers, got objects")
@@ -66,7 +67,9 @@ class Tree:
         Read-only ids of the roots, in increasing order.
     kind : {"chain", "star", "broom", "general"}
         The shape, used by :func:`treeiso.fit` to pick a solver. ``"chain"``:
-        one root and at most one child per node. ``"star"``: one root whose
+        one root and at most one child per node, or no node at all; a chain of
+        ``n <= 2`` nodes is also a star, and every chain is also a broom, so
+        ``method="star"`` and ``"broom"`` accept them. ``"star"``: one root whose
         children are all the other nodes (``n >= 3``). ``"broom"``: a handle
         ``c1 -> c2 -> ... -> cK`` (``K >= 2``) whose last node is the parent of
         all the other nodes, which are leaves (``x[c1] >= ... >= x[cK] >=``
@@ -151,6 +154,8 @@ class Tree:
 
     def _classify(self):
         n, nch, order = self.n, self._n_children, self.order
+        if n == 0:  # the empty chain (no roots, nothing to order)
+            return "chain", order.copy()
         if self.roots.shape[0] != 1:
             return "general", None
         if n <= 2 or nch.max() <= 1:

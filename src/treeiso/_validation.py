@@ -19,8 +19,18 @@ def check_orientation(orientation):
         )
 
 
+def reject_masked(obj, what):
+    """Masked arrays are refused: ``np.asarray`` would drop the mask and fit the hidden data."""
+    if type(obj).__module__.startswith("numpy.ma"):
+        raise TypeError(
+            f"{what} is a masked array; treeiso does not honour masks. Pass "
+            f"{what}.filled(...) or drop the masked nodes from the tree (a weight cannot be "
+            "zero)")
+
+
 def as_real_array(obj, what):
     """``obj`` as a NumPy array of real numbers (no copy when possible)."""
+    reject_masked(obj, what)
     arr = np.asarray(obj)
     kind = arr.dtype.kind
     if kind == "c":

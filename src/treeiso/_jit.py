@@ -1,0 +1,108 @@
+"""``njit`` for treeiso's kernels, with a cache location that works on read-only installs.
+
+Numba caches compiled kernels next to the source (``__pycache__``) or, when that is not
+writable, in the user's cache directory (``~/.cache/numba``). A read-only install used with a
+read-only (or missing) home has neither, and ``@njit(cache=True)`` raised ``RuntimeError:
+cannot cache function ...: no locator available`` on import (issue 8). Here the choice is
+made once, in this order:
+
+1. ``NUMBA_CACHE_DIR`` when it is set (numba's own rule, for every cached function);
+2. the package's ``__pycache__``, then the user's cache directory (numba's defaults);
+3. ``<tempdir>/treeiso-numba-<uid>``, for treeiso's kernels only (no global setting
+   changes: other libraries' numba functions keep numba's rules);
+4. no disk cache: every process compiles the kernels it uses again (a few seconds).
+
+``cache_location()`` says which one is in use.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numba
+from numba import config
+
+_LOCATION = None  # (kind, path), decided on first use
+
+
+def _writable(path):
+    try:
+        os.makedirs(path, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+        return True
+    except OSError:
+        return False
+
+
+def _temp_dir():
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return os.path.join(tempfile.gettempdir(), f"treeiso-numba-{uid}")
+
+
+def cache_location():
+    """``(kind, path)`` of the kernels' disk cache: kind is "NUMBA_CACHE_DIR", "package",
+    "user", "temp" or "none" (then path is None)."""
+    global _LOCATION
+    if _LOCATION is None:
+        from numba.misc.appdirs import AppDirs
+
+        user = AppDirs(appname="numba", appauthor=False).user_cache_dir
+        candidates = [("NUMBA_CACHE_DIR", config.CACHE_DIR or None),
+                      ("package", os.path.join(os.path.dirname(__file__), "__pycache__")),
+                      ("user", user),
+                      ("temp", _temp_dir())]
+        _LOCATION = ("none", None)
+        for kind, path in candidates:
+            if path and _writable(path):
+                _LOCATION = (kind, path)
+                break
+    return _LOCATION
+
+
+def _temp_cache(py_func, path):
+    """A numba FunctionCache for ``py_func`` that stores under ``path`` (numba internals:
+    any failure leaves the function uncached rather than unusable)."""
+    from numba.core import caching
+
+    base = getattr(caching, "UserProvidedCacheLocator", None) or getattr(
+        caching, "_UserProvidedCacheLocator")
+
+    class _Locator(base):
+        def __init__(self, py_func, py_file):
+            self._py_file = py_file
+            self._lineno = py_func.__code__.co_firstlineno
+            self._cache_path = os.path.join(path, self.get_suitable_cache_subpath(py_file))
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            return cls(py_func, py_file)
+
+    class _Impl(caching.CompileResultCacheImpl):
+        _locator_classes = [_Locator]
+
+    class _Cache(caching.FunctionCache):
+        _impl_class = _Impl
+
+    return _Cache(py_func)
+
+
+def njit(*args, **kwargs):
+    """``numba.njit`` with ``cache=True`` made safe: see the module docstring."""
+    if args and callable(args[0]):  # used bare: @njit
+        return njit(**kwargs)(args[0])
+    want_cache = kwargs.pop("cache", False)
+    kind, path = cache_location() if want_cache else ("none", None)
+
+    def decorate(func):
+        if kind in ("NUMBA_CACHE_DIR", "package", "user"):
+            return numba.njit(*args, cache=True, **kwargs)(func)
+        disp = numba.njit(*args, **kwargs)(func)
+        if kind == "temp":
+            try:
+                disp._cache = _temp_cache(disp.py_func, path)
+            except Exception:  # numba internals changed: compile per process instead
+                pass
+        return disp
+
+    return decorate
