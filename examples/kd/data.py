@@ -17,7 +17,12 @@ Sources (``data.name``):
 * ``npz``: one file (``--data-root``) with ``x_train, y_train, x_test, y_test``; images uint8
   (0..255) or float (0..1), NHWC or NCHW, 1 or 3 channels.
 * ``imagefolder``: an ImageNet-layout tree ``<root>/train/<class>/*.JPEG`` and
-  ``<root>/val/<class>/*`` (class = sub-folder name, sorted), decoded lazily with PIL.
+  ``<root>/val/<class>/*`` (class = sub-folder name, sorted), streamed through a
+  ``torch.utils.data.DataLoader`` with ``data.workers`` worker processes and a
+  ``DistributedSampler`` (see :mod:`examples.kd.folder`).
+* ``synthetic_imagefolder``: a tiny generated folder of JPEGs (``data.num_classes``,
+  ``data.train_per_class``, ``data.test_per_class``) written under ``data.cache_dir`` and then
+  read exactly as ``imagefolder`` (tests, CI, the ``imagenet-cpu`` profile).
 
 In-memory sets (all but ``imagefolder``) are uint8 NCHW tensors; batches are cropped (padding
 ``size // 8``), optionally flipped and normalised on the fly with a per-epoch generator.
@@ -36,8 +41,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .folder import ImageFolderData, make_image_folder
+
 __all__ = ["ImageData", "load_data", "data_identity", "make_glyphs", "load_cifar", "load_npz", "check_arrays",
-           "ImageFolderData"]
+           "ImageFolderData", "make_image_folder"]
 
 
 # ----------------------------------------------------------------------------- synthetic glyphs
@@ -358,86 +365,6 @@ def _crop_flip(x: torch.Tensor, pad: int, flip: bool, gen) -> torch.Tensor:
     return x.contiguous()
 
 
-class ImageFolderData:
-    """ImageNet-layout folders decoded lazily with PIL (random-resized-crop + flip for training)."""
-
-    def __init__(self, root, size=224, resize=256):
-        try:
-            from PIL import Image  # noqa: F401
-        except ImportError as e:  # pragma: no cover - PIL ships with matplotlib
-            raise ImportError("imagefolder data needs Pillow (pip install pillow)") from e
-        root = Path(root) if root else None
-        if root is None or not (root / "train").is_dir() or not (root / "val").is_dir():
-            raise FileNotFoundError(f"imagefolder: expected {root}/train/<class>/* and "
-                                    f"{root}/val/<class>/* (ImageNet layout); pass --data-root")
-        self.classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
-        if not self.classes:
-            raise FileNotFoundError(f"imagefolder: no class folders under {root / 'train'}")
-        idx = {c: i for i, c in enumerate(self.classes)}
-        ext = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff"}
-        self.files = {}
-        for split in ("train", "val"):
-            items = []
-            for cdir in sorted((root / split).iterdir()):
-                if cdir.is_dir() and cdir.name in idx:
-                    items += [(str(p), idx[cdir.name]) for p in sorted(cdir.iterdir())
-                              if p.suffix.lower() in ext]
-            if not items:
-                raise FileNotFoundError(f"imagefolder: no images under {root / split}/<class>/")
-            self.files["train" if split == "train" else "test"] = items
-        self.num_classes, self.size_px, self.resize = len(self.classes), size, resize
-        self.mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-        self.std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-        self.name = "imagefolder"
-        self._pool = None
-
-    def size(self, split):
-        return len(self.files[split])
-
-    def _load(self, path, train, rng):
-        from PIL import Image
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            s = self.size_px
-            if train:  # random-resized-crop, scale (0.08, 1), ratio (3/4, 4/3)
-                for _ in range(10):
-                    area = w * h * rng.uniform(0.08, 1.0)
-                    r = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
-                    cw, ch = int(round(math.sqrt(area * r))), int(round(math.sqrt(area / r)))
-                    if 0 < cw <= w and 0 < ch <= h:
-                        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-                        break
-                else:
-                    cw = ch = min(w, h)
-                    x0, y0 = (w - cw) // 2, (h - ch) // 2
-                im = im.resize((s, s), Image.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
-                if rng.random() < 0.5:
-                    im = im.transpose(Image.FLIP_LEFT_RIGHT)
-            else:  # resize shorter side, centre crop
-                k = self.resize / min(w, h)
-                im = im.resize((max(s, round(w * k)), max(s, round(h * k))), Image.BILINEAR)
-                w, h = im.size
-                x0, y0 = (w - s) // 2, (h - s) // 2
-                im = im.crop((x0, y0, x0 + s, y0 + s))
-            return torch.from_numpy(np.asarray(im, np.uint8).copy()).permute(2, 0, 1)
-
-    def get(self, split, idx, device, gen=None):
-        seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=gen)) if gen is not None else 0
-        items = [self.files[split][int(i)] for i in idx]
-        train = split == "train" and gen is not None
-        if self._pool is None:  # Pillow releases the GIL while decoding and resizing
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
-        # one generator per image (seeded from the epoch generator): same crops for any pool size
-        x = torch.stack(list(self._pool.map(
-            lambda a: self._load(a[1][0], train, np.random.default_rng([seed, a[0]])), enumerate(items))))
-        y = torch.tensor([c for _, c in items], dtype=torch.int64)
-        x = x.to(device).float().div_(255)
-        return (x - self.mean.to(device)) / self.std.to(device), y.to(device)
-
-
 def data_identity(cfg: dict) -> dict:
     """What determines the data a config loads: the generator's parameters (glyphs) or a content
     hash of the file(s) (cifar, npz), plus the train-time transform. Part of every run's identity.
@@ -460,11 +387,23 @@ def data_identity(cfg: dict) -> dict:
     if name == "npz":
         load_npz(root)  # checks the file before anything is trained
         return {"name": name, "file": file_digest(root)}
+    if name == "synthetic_imagefolder":
+        return {"name": name, "generator": _folder_key(cfg)}
     if name == "imagefolder":
+        if not root or not Path(root).is_dir():
+            raise FileNotFoundError(f"imagefolder: expected {root}/train/<class>/* and {root}/val/<class>/* "
+                                    f"(ImageNet layout); pass --data-root")
         r = Path(root)
         listing = sorted((f.relative_to(r).as_posix(), f.stat().st_size) for f in r.rglob("*") if f.is_file())
         return {"name": name, "listing": config_digest({"files": listing})}
-    raise ValueError(f"unknown data.name {name!r}; choose glyphs, cifar100, cifar10, npz, imagefolder")
+    raise ValueError(f"unknown data.name {name!r}; choose glyphs, cifar100, cifar10, npz, imagefolder, "
+                     f"synthetic_imagefolder")
+
+
+def _folder_key(cfg) -> dict:
+    """The generated JPEG folder's parameters (``v``: version of :func:`make_image_folder`)."""
+    return dict(v=1, c=int(cfg.get("num_classes", 4)), tr=int(cfg.get("train_per_class", 8)),
+                te=int(cfg.get("test_per_class", 4)), seed=int(cfg.get("seed", 0)))
 
 
 def load_data(cfg: dict, run_dir) -> "ImageData | ImageFolderData":
@@ -483,12 +422,19 @@ def load_data(cfg: dict, run_dir) -> "ImageData | ImageFolderData":
         d, flip = load_cifar(root, name), cfg.get("flip", True)
     elif name == "npz":
         d, flip = load_npz(root), cfg.get("flip", True)
-    elif name == "imagefolder":
-        out = ImageFolderData(root, cfg.get("size", 224), cfg.get("resize", 256))
+    elif name in ("imagefolder", "synthetic_imagefolder"):
+        if name == "synthetic_imagefolder":
+            key = _folder_key(cfg)
+            tag = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+            root = make_image_folder(Path(cfg.get("cache_dir") or Path(run_dir) / "data") / f"folder_{tag}",
+                                     key["c"], key["tr"], key["te"], seed=key["seed"])
+            cfg = dict(cfg, root=str(root))
+        out = ImageFolderData(root, cfg.get("size", 224), cfg.get("resize", 256), cfg.get("workers", 4))
         out.identity = dict(data_identity(cfg), size=out.size_px, resize=out.resize)
         return out
     else:
-        raise ValueError(f"unknown data.name {name!r}; choose glyphs, cifar100, cifar10, npz, imagefolder")
+        raise ValueError(f"unknown data.name {name!r}; choose glyphs, cifar100, cifar10, npz, imagefolder, "
+                         f"synthetic_imagefolder")
     t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in d.items()}
     nc = int(max(t["y_train"].max(), t["y_test"].max())) + 1
     pad = cfg.get("pad", max(1, t["x_train"].shape[-1] // 8))
