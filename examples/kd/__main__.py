@@ -5,11 +5,14 @@ are reused):
 
   run      (default) the profile's whole pipeline, then print the tables
   data     build / load the data set and save a sample grid (analysis/data.png)
-  teacher  train the teacher
-  students train every student of Table 1 (KD, KD-aug, KD-i, KD-p x Mixup/CutMix x seeds)
+  teacher  train the teacher (every pair's teacher: teachers)
+  students train every student of Table 1 (methods x Mixup/CutMix x seeds x pairs)
   train    one student: --method kd-i --aug mixup --seed 0
   fig1     Fig. 1a/1b  (teacher order vs hard-label order)
-  table1   Table 1 analogue (mean ± std over seeds, paired differences vs KD-aug)
+  table1   Table 1 in the paper's layout (pairs as columns + Avg; rows Teacher, Student, KD,
+           KD-aug/KD-i/KD-p per augmentation, CRD, CRD-aug/CRD-i/CRD-p; mean ± std over seeds),
+           then the main pair's analogue (paired differences vs KD-aug and vs the control)
+  table2   Table 2, ImageNet: top-1 / top-5 (--profile imagenet, or imagenet-cpu to try it)
   table3   Table 3 (median step time ratio to KD)
   fig4     Fig. 4 (KD-i accuracy vs calibrated fraction)
   fig5     Fig. 5 (KD-p accuracy vs sigma)
@@ -22,7 +25,15 @@ for students, the teacher's weights: a finished run is reused only under the sam
 --reuse-only never trains and stops, naming what differs, when a run is missing. The
 configuration is checked before anything runs (unknown keys, out-of-range values).
 
-Profiles: quick (default), full, gpu, paper (``--profile``), or ``--config FILE.yaml``.
+Methods (config ``methods``, or ``train --method``):
+  ce       the student alone, cross-entropy (Table 1's Student row)
+  kd       Hinton et al. KD (Eq. 2)               crd      KD + CRD (contrastive, Tian et al.)
+  kd-aug   KD on Mixup/CutMix samples (Eq. 3)     crd-aug  KD-aug + CRD
+  kd-i     KD-aug + isotonic soft labels (Eq. 9)  crd-i    KD-i + CRD
+  kd-p     KD-aug + order penalty (Eq. 12)        crd-p    KD-p + CRD
+
+Profiles: quick (default), full, gpu, paper (CIFAR-100, Table 1's eight pairs, both families),
+imagenet (Table 2), imagenet-cpu, pairs-cpu (``--profile``), or ``--config FILE.yaml``.
 Distributed: ``torchrun --nproc_per_node=N -m examples.kd <command> ...``.
 """
 
@@ -33,12 +44,16 @@ import os
 import sys
 import time
 
-COMMANDS = ("run", "data", "teacher", "students", "train", "fig1", "table1", "table3", "fig4", "fig5", "report")
-TRAIN_AUGS = {"kd": ("none",), "kd-aug": ("mixup", "cutmix"), "kd-i": ("mixup", "cutmix"), "kd-p": ("mixup", "cutmix")}
+COMMANDS = ("run", "data", "teacher", "teachers", "students", "train", "fig1", "table1", "table2", "table3", "fig4",
+            "fig5", "report")
+_MIXED = ("mixup", "cutmix")
+TRAIN_AUGS = {"ce": ("none",), "kd": ("none",), "kd-aug": _MIXED, "kd-i": _MIXED, "kd-p": _MIXED,
+              "crd": ("none",), "crd-aug": _MIXED, "crd-i": _MIXED, "crd-p": _MIXED}
 
 
 def parse(argv=None, prog="python -m examples.kd", doc=__doc__, commands=COMMANDS,
-          profiles="quick | full | gpu | paper", datasets="glyphs | cifar100 | cifar10 | npz | imagefolder",
+          profiles="quick | full | gpu | paper | pairs-cpu | imagenet | imagenet-cpu",
+          datasets="glyphs | cifar100 | cifar10 | npz | imagefolder | synthetic_imagefolder",
           image_options=True):
     """Parse the command line; the text study (:mod:`examples.kd.text`) passes its own commands,
     profiles and datasets and leaves out the image study's ``train``/``report`` options."""
@@ -65,9 +80,10 @@ def parse(argv=None, prog="python -m examples.kd", doc=__doc__, commands=COMMAND
                         "when one is missing")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     if image_options:
-        p.add_argument("--method", default="kd-i", help="train: kd | kd-aug | kd-i | kd-p")
+        p.add_argument("--method", default="kd-i",
+                       help="train: ce | kd | kd-aug | kd-i | kd-p | crd | crd-aug | crd-i | crd-p")
         p.add_argument("--aug", default=None,
-                       help="train: none (kd) | mixup | cutmix (default: none for kd, else mixup)")
+                       help="train: none (ce, kd, crd) | mixup | cutmix (default: none for ce/kd/crd, else mixup)")
         p.add_argument("--seed", default="0", help="train: student seed (an integer >= 0)")
         p.add_argument("--out", help="report: output folder (default <run-dir>/report)")
         p.add_argument("--readme", help="report: a Markdown file whose <!-- report:NAME --> blocks are rewritten")
@@ -180,6 +196,8 @@ def _steps(a, cfg, study):
             _data_grid(study)
         elif step == "teacher":
             study.teacher()
+        elif step == "teachers":
+            study.teachers()
         elif step == "students":
             study.students()
         elif step == "train":
@@ -193,6 +211,8 @@ def _steps(a, cfg, study):
             out.append(study.fig1())
         elif step == "table1":
             out.append(study.table1())
+        elif step == "table2":
+            out.append(study.table2())
         elif step == "table3":
             out.append(study.table3())
         elif step in ("fig4", "fig5"):

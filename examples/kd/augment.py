@@ -33,13 +33,15 @@ __all__ = ["MixedBatch", "mix_batch", "label_order", "cutmix_box", "draw_mix"]
 @dataclass
 class MixedBatch:
     """A mixed batch. ``x`` images; ``y_a = y`` and ``y_b = y[perm]`` the two hard labels;
-    ``lam`` (B,) the weight of ``y_a``; ``labels`` (B, 2) the order rows (``-1`` padded)."""
+    ``lam`` (B,) the weight of ``y_a``; ``labels`` (B, 2) the order rows (``-1`` padded);
+    ``perm`` the partner of each sample (``None`` when nothing was mixed)."""
 
     x: torch.Tensor
     y_a: torch.Tensor
     y_b: torch.Tensor
     lam: torch.Tensor
     labels: torch.Tensor
+    perm: torch.Tensor | None = None
 
 
 def label_order(y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
@@ -120,4 +122,4 @@ def mix_batch(x: torch.Tensor, y: torch.Tensor, kind: str, alpha: float,
         xm[:, :, y0:y1, x0:x1] = x[perm][:, :, y0:y1, x0:x1]
     y_b = y[perm]
     lam_t = torch.full((b,), lam, dtype=torch.float32, device=x.device)
-    return MixedBatch(xm, y, y_b, lam_t, label_order(y, y_b, lam_t))
+    return MixedBatch(xm, y, y_b, lam_t, label_order(y, y_b, lam_t), perm)

@@ -15,11 +15,12 @@ from .schema import AnyOf, Bool, Choice, ConfigError, Float, Int, ListOf, Str, v
 __all__ = ["load_config", "apply_override", "PROFILES", "SCHEMA", "STEPS", "check_config", "ConfigError"]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-PROFILES = ("quick", "full", "gpu", "paper")
-STEPS = ("data", "teacher", "students", "fig1", "table1", "table3", "fig4", "fig5", "report")
-METHODS = ("kd", "kd-aug", "kd-i", "kd-p")  # = losses.METHODS (kept torch-free here)
-MODEL_NAMES = ("resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
-               "resnet8x4", "resnet32x4", "resnet18", "resnet34", "resnet50", "resnet101",
+PROFILES = ("quick", "full", "gpu", "paper", "pairs-cpu", "imagenet", "imagenet-cpu")
+STEPS = ("data", "teacher", "teachers", "students", "fig1", "table1", "table2", "table3", "fig4", "fig5", "report")
+METHODS = ("ce", "kd", "kd-aug", "kd-i", "kd-p", "crd", "crd-aug", "crd-i", "crd-p")  # = losses.METHODS
+MODEL_NAMES = ("densenet121", "googlenet", "resnet101", "resnet110", "resnet14", "resnet18", "resnet20",
+               "resnet32", "resnet32x4", "resnet34", "resnet44", "resnet50", "resnet56", "resnet8",
+               "resnet8x4", "resnext50", "seresnet101", "seresnet18",
                "imagenet_resnet18", "imagenet_resnet34")  # = models.MODEL_NAMES (tested)
 _pos = dict(min=0, min_open=True)
 _unit = dict(min=0, max=1)
@@ -28,21 +29,25 @@ _arch = Choice(*MODEL_NAMES)
 SCHEMA = {
     "profile": Str(), "run_dir": Str(), "device": Str(), "threads": AnyOf(Choice("auto"), Int(min=0)),
     "seeds": ListOf(Int(min=0), min_len=1, unique=True),
-    "data": {"name": Choice("glyphs", "cifar100", "cifar10", "npz", "imagefolder"),
+    "data": {"name": Choice("glyphs", "cifar100", "cifar10", "npz", "imagefolder", "synthetic_imagefolder"),
+             "workers": Int(min=0),
              "num_classes": Int(min=2, max=1000), "train_per_class": Int(min=1), "test_per_class": Int(min=1),
              "size": Int(min=4), "seed": Int(min=0), "root": Str(none=True), "cache_dir": Str(none=True),
              "flip": Bool(), "pad": Int(min=0), "resize": Int(min=1)},
-    "teacher": {"arch": _arch, "epochs": Int(min=1), "seed": Int(min=0)},
+    "teacher": {"arch": _arch, "epochs": Int(min=1), "seed": Int(min=0), "checkpoint": Str(none=True)},
     "student": {"arch": _arch, "epochs": Int(min=1)},
     "optim": {"lr": Float(**_pos), "lr_decay": Float(min=0, max=1, min_open=True),
               "milestones": ListOf(Float(**_unit)), "momentum": Float(min=0, max=1, max_open=True),
               "weight_decay": Float(min=0), "batch_size": Int(min=1), "nesterov": Bool()},
     "loss": {"alpha": Float(**_unit), "tau": Float(**_pos), "beta": Float(min=0), "sigma": Float(min=0),
              "calibrate_on": Choice("logits", "probs"), "penalty_on": Choice("probs", "logits"),
-             "calibrated_fraction": Float(**_unit)},
+             "calibrated_fraction": Float(**_unit),
+             "crd_weight": Float(min=0), "crd_dim": Int(min=1), "crd_k": Int(min=1), "crd_t": Float(**_pos),
+             "crd_momentum": Float(min=0, max=1, max_open=True)},
     "aug": {"alpha": Float(**_pos)},
     "methods": ListOf(Choice(*METHODS), min_len=1, unique=True),
     "augs": ListOf(Choice("mixup", "cutmix"), min_len=1, unique=True),
+    "pairs": ListOf(ListOf(_arch, min_len=2, max_len=2), min_len=1, unique=True, none=True),
     "analysis": {"fig1_samples": Int(min=1), "timing_rounds": Int(min=1), "timing_warmup": Int(min=0),
                  "fractions": ListOf(Float(**_unit), min_len=1, unique=True),
                  "sigmas": ListOf(Float(min=0), min_len=1, unique=True),

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-__all__ = ["Embed", "CRDLoss", "nce_loss", "sample_negatives", "CRD_DEFAULTS"]
+__all__ = ["Embed", "CRDLoss", "build_crd", "nce_loss", "sample_negatives", "CRD_DEFAULTS"]
 
 #: RepDistiller's CIFAR settings (``crd_weight`` is its ``-b 0.8``).
 CRD_DEFAULTS = dict(crd_weight=0.8, crd_dim=128, crd_k=16384, crd_t=0.07, crd_momentum=0.5)
@@ -210,7 +210,10 @@ class CRDLoss(nn.Module):
 
 
 def build_crd(loss_cfg: dict, s_dim: int, t_dim: int, n_data: int) -> CRDLoss:
-    """A :class:`CRDLoss` from a config's ``loss`` section (keys of :data:`CRD_DEFAULTS`)."""
+    """A :class:`CRDLoss` from a config's ``loss`` section (keys of :data:`CRD_DEFAULTS`), with
+    ``weight`` = ``crd_weight``."""
     c = dict(CRD_DEFAULTS, **{k: v for k, v in loss_cfg.items() if k in CRD_DEFAULTS})
-    return CRDLoss(s_dim, t_dim, n_data, int(c["crd_dim"]), int(c["crd_k"]), float(c["crd_t"]),
-                   float(c["crd_momentum"]))
+    crd = CRDLoss(s_dim, t_dim, n_data, int(c["crd_dim"]), int(c["crd_k"]), float(c["crd_t"]),
+                  float(c["crd_momentum"]))
+    crd.weight = float(c["crd_weight"])  # the training step adds weight x the CRD loss
+    return crd

@@ -1,8 +1,15 @@
 """The study as a pipeline of steps (one command each): teacher, students, Fig. 1, Table 1,
-Table 3, Fig. 4, Fig. 5 and the report. Completed runs of the same identity are reused
+Table 2, Table 3, Fig. 4, Fig. 5 and the report. Completed runs of the same identity are reused
 (``resume``), so each step trains only what is missing; records are appended to
 ``<run_dir>/results.jsonl`` as they are produced, and every table is built only from the records
 of the current configuration (selected by run id, :func:`examples.kd.runs.select_records`).
+
+Teacher/student pairs: ``pairs: [[teacher, student], ...]`` (default: the one pair
+``teacher.arch -> student.arch``, the *main* pair). Students of the main pair keep the names
+``<row>_<aug>_s<seed>``; other pairs' names start with ``<teacher>-<student>_``. Fig. 1, Table 3,
+the sweeps and the report use the main pair; ``table1`` also writes the paper's layout over every
+pair (:func:`examples.kd.tables.table1_pairs`). Students learn from the teacher's best test epoch
+(``best.pt``), or from given weights (``teacher.checkpoint``, evaluated, not trained).
 """
 
 from __future__ import annotations
@@ -15,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import analysis, runs
+from . import analysis, runs, tables
 from .augment import mix_batch
 from .data import load_data
-from .losses import build_loss
+from .losses import SINGLE_VIEW, build_loss
 from .models import build_model
-from .train import (RunSpec, dist_info, load_model, make_optimizer, run_identity, state_digest, train_run,
-                    train_step)
+from .train import (RunSpec, dist_info, evaluate, load_model, make_optimizer, run_identity, state_digest,
+                    train_run, train_step)
 
 __all__ = ["Study"]
 
@@ -78,6 +85,7 @@ class Study:
                  f"({time.perf_counter() - t0:.1f}s)")
         self._teacher = None
         self.teacher_digest = None
+        self._teachers, self.teacher_digests, self.teacher_records = {}, {}, {}
         self._planned = False
         self.echo_tables = True
         self._logged = set()
@@ -124,8 +132,9 @@ class Study:
         runs.append_record(self.results_path, rec)
 
     def _run(self, spec, teacher=None):
+        digest = self.teacher_digests.get(spec.teacher_arch or self.cfg["teacher"]["arch"])
         rec = train_run(spec, self.data, self.cfg, self.root, self.device, teacher=teacher,
-                        teacher_digest=self.teacher_digest if teacher is not None else None,
+                        teacher_digest=digest if teacher is not None else None,
                         resume=self.resume, reuse_only=self.reuse_only, progress=self.progress, log=self.log,
                         model_fn=self.model_fn, batch_loss=self.batch_loss, extra_identity=self.extra_identity())
         self._record(rec)
@@ -136,14 +145,27 @@ class Study:
 
     def run_id(self, spec) -> str:
         """The id a spec's run has under the current configuration (needs the teacher)."""
-        self.teacher()
-        td = None if spec.method == "teacher" else self.teacher_digest
+        self.teacher(spec.teacher_arch or None)
+        td = None if spec.method in ("teacher", "ce") else self.teacher_digests[spec.teacher_arch or
+                                                                                 self.cfg["teacher"]["arch"]]
         return runs.run_id(spec.name, self._identity(spec, td))
 
     # ------------------------------------------------------------------ which runs
-    def _student(self, row, method, aug, seed, loss):
-        return RunSpec(f"{row}_{aug}_s{seed}", self.cfg["student"]["arch"], method, aug, seed,
-                       self.cfg["student"]["epochs"], loss)
+    @property
+    def main_pair(self):
+        return self.cfg["teacher"]["arch"], self.cfg["student"]["arch"]
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """The teacher/student pairs of Table 1 (``pairs``, default the main pair)."""
+        return [(str(t), str(s)) for t, s in (self.cfg.get("pairs") or [list(self.main_pair)])]
+
+    def _student(self, row, method, aug, seed, loss, pair=None):
+        t, s = pair or self.main_pair
+        # the student alone (ce) does not depend on the teacher: one run per student serves every pair
+        prefix = "" if (t, s) == self.main_pair or method == "ce" else f"{t}-{s}_"
+        if method == "ce" and (t, s) != self.main_pair:
+            prefix = f"{s}_" if s != self.main_pair[1] else ""
+        return RunSpec(f"{prefix}{row}_{aug}_s{seed}", s, method, aug, seed, self.cfg["student"]["epochs"], loss, t)
 
     def _kdi_row(self, fraction):
         f = float(fraction)
@@ -153,28 +175,32 @@ class Study:
         main = float(self.cfg.get("loss", {}).get("sigma", 2.0))
         return "kd-p" if float(sigma) == main else f"kd-p-sigma{float(sigma):g}"
 
-    def student_rows(self, seeds=None):
-        """Table 1's runs as ``(row, spec)``: KD, then KD-aug, KD-i, the control (KD-i with the raw
-        teacher in its extra term, ``calibrated_fraction = 0``) and KD-p for each augmentation."""
+    def student_rows(self, seeds=None, pair=None):
+        """Table 1's runs of one pair (default the main pair) as ``(row, spec)``: the student alone
+        (``ce``), KD, then KD-aug, KD-i, the control (KD-i with the raw teacher in its extra term,
+        ``calibrated_fraction = 0``; main pair only) and KD-p for each augmentation, and the CRD
+        rows likewise."""
         cfg, out = self.cfg, []
+        pair = tuple(pair or self.main_pair)
         main = dict(cfg.get("loss", {}))
-        control = cfg.get("analysis", {}).get("control", True)
+        control = cfg.get("analysis", {}).get("control", True) and pair == self.main_pair
         for seed in seeds if seeds is not None else cfg.get("seeds", [0]):
             for m in cfg.get("methods", ["kd", "kd-aug", "kd-i", "kd-p"]):
-                for aug in (["none"] if m == "kd" else cfg.get("augs", ["mixup", "cutmix"])):
+                for aug in (["none"] if m in SINGLE_VIEW else cfg.get("augs", ["mixup", "cutmix"])):
                     if m == "kd-i":
                         f = float(main.get("calibrated_fraction", 1.0))
-                        out.append(("kd-i", self._student(self._kdi_row(f), m, aug, seed, main)))
+                        out.append(("kd-i", self._student(self._kdi_row(f), m, aug, seed, main, pair)))
                         if control and f != 0.0:
                             loss = dict(main, calibrated_fraction=0.0)
-                            out.append(("kd-i-raw", self._student("kd-i-raw", m, aug, seed, loss)))
+                            out.append(("kd-i-raw", self._student("kd-i-raw", m, aug, seed, loss, pair)))
                     else:
                         row = self._kdp_row(main.get("sigma", 2.0)) if m == "kd-p" else m
-                        out.append((m, self._student(row, m, aug, seed, main)))
+                        out.append((m, self._student(row, m, aug, seed, main, pair)))
         return out
 
-    def student_specs(self, seeds=None):
-        return [s for _, s in self.student_rows(seeds)]
+    def student_specs(self, seeds=None, pairs=None):
+        """Every pair's Table 1 runs (``pairs`` default: all pairs)."""
+        return [s for p in (pairs or self.pairs()) for _, s in self.student_rows(seeds, p)]
 
     def sweep_specs(self, name):
         """Fig. 4 (KD-i, calibrated fraction) or Fig. 5 (KD-p, sigma) runs; the points at the
@@ -239,34 +265,59 @@ class Study:
                  f"(estimated {te2 * tt + n_students * se2 * ts:.0f}s of training)")
 
     # ------------------------------------------------------------------ steps
-    def teacher_spec(self):
+    def teacher_spec(self, arch=None):
         t = self.cfg["teacher"]
-        return RunSpec(f"teacher_{t['arch']}_s{t.get('seed', 0)}", t["arch"], "teacher", "none",
-                       t.get("seed", 0), t["epochs"])
+        arch = arch or t["arch"]
+        return RunSpec(f"teacher_{arch}_s{t.get('seed', 0)}", arch, "teacher", "none", t.get("seed", 0), t["epochs"])
 
-    def teacher(self):
-        """Train (or load) the teacher; returns it in eval mode."""
-        if self._teacher is None:
-            t = self.cfg["teacher"]
-            rec = self._run(self.teacher_spec())
-            model = load_model(self.root / rec["run_id"] / "final.pt", t["arch"], self.data.num_classes,
-                               self.device, model_fn=self.model_fn)
+    def teacher(self, arch=None):
+        """Train (or load) the teacher ``arch`` (default ``teacher.arch``); returns it in eval mode.
+
+        Students learn from the weights of the teacher's best test epoch (``best.pt``), as the paper
+        selects its teachers by best validation accuracy. ``teacher.checkpoint`` (main teacher)
+        gives weights instead: they are evaluated (top-1/top-5), recorded and not trained.
+        """
+        t = self.cfg["teacher"]
+        arch = arch or t["arch"]
+        if arch not in self._teachers:
+            spec = self.teacher_spec(arch)
+            if t.get("checkpoint") and arch == t["arch"]:
+                model = load_model(t["checkpoint"], arch, self.data.num_classes, self.device, model_fn=self.model_fn)
+                top1, top5 = evaluate(model, self.data, self.device, top5=True)
+                digest = state_digest(model)
+                rec = dict(run_id=f"{spec.name}-given-{digest}", name=spec.name, arch=arch, method="teacher",
+                           aug="none", seed=spec.seed, teacher_arch="", epochs=0, best_acc=top1, best_acc5=top5,
+                           best_epoch=0, last_acc=top1, last_acc5=top5, checkpoint=str(t["checkpoint"]))
+                self._record(rec)
+                self.log(f"{spec.name}: given weights {t['checkpoint']}: top-1 {top1:.2f}% top-5 {top5:.2f}%")
+            else:
+                rec = self._run(spec)
+                path = self.root / rec["run_id"] / "best.pt"
+                model = load_model(path if path.exists() else path.with_name("final.pt"), arch,
+                                   self.data.num_classes, self.device, model_fn=self.model_fn)
             for p in model.parameters():
                 p.requires_grad_(False)
-            self.teacher_digest = state_digest(model)
-            self._teacher = self._prepare_teacher(model)
-            self.teacher_record = rec
-            self.teacher_acc = rec["best_acc"]
-        return self._teacher
+            self.teacher_digests[arch] = state_digest(model)
+            self._teachers[arch] = self._prepare_teacher(model)
+            self.teacher_records[arch] = rec
+            if arch == t["arch"]:
+                self._teacher, self.teacher_digest = self._teachers[arch], self.teacher_digests[arch]
+                self.teacher_record, self.teacher_acc = rec, rec["best_acc"]
+        return self._teachers[arch]
+
+    def teachers(self):
+        """Train (or load) the teacher of every pair."""
+        return [self.teacher(t) for t in dict.fromkeys(t for t, _ in self.pairs())]
 
     def students(self, specs=None):
         """Train (or reuse) student runs; returns their records."""
-        teacher = self.teacher()
         done, out = {}, []
         for s in (specs if specs is not None else self.student_specs()):
-            key = (s.name, runs.canonical(self._identity(s, self.teacher_digest)))
+            t_arch = s.teacher_arch or self.cfg["teacher"]["arch"]
+            teacher = self.teacher(t_arch)
+            key = (s.name, runs.canonical(self._identity(s, self.teacher_digests[t_arch])))
             if key not in done:
-                done[key] = self._run(s, teacher)
+                done[key] = self._run(s, None if s.method == "ce" else teacher)
             out.append(done[key])
         return out
 
@@ -309,24 +360,54 @@ class Study:
         return dict(digest=runs.config_digest(s), **s)
 
     def table1_entries(self):
-        """Table 1's records (training what is missing unless ``reuse_only``), as analysis entries."""
+        """The main pair's Table 1 records (training what is missing unless ``reuse_only``), as
+        analysis entries."""
         rows = self.student_rows()
         recs = self.students([s for _, s in rows])
         return [dict(row=row, **{k: r[k] for k in ("aug", "seed", "best_acc", "last_acc", "violation", "run_id")})
                 for (row, _), r in zip(rows, recs)]
 
+    def pair_records(self, pairs=None):
+        """Records of Table 1's rows over ``pairs`` (default all; the KD-i control excluded)."""
+        out = []
+        for p in pairs or self.pairs():
+            rows = [(r, s) for r, s in self.student_rows(pair=p) if r != "kd-i-raw"]
+            out += self.students([s for _, s in rows])
+        return out
+
     def table1(self):
+        """Table 1: the paper's layout over all pairs (``table1_pairs.*``: Teacher, Student, KD,
+        KD-aug/KD-i/KD-p, CRD, CRD-aug/CRD-i/CRD-p), then the main pair's KD family with paired
+        differences (``table1.*``)."""
+        self.teachers()
+        recs = self.pair_records()
         entries = self.table1_entries()
         if self.rank != 0:
             return ""
         augs = self.cfg.get("augs", ["mixup", "cutmix"])
+        methods = self.cfg.get("methods", ["kd", "kd-aug", "kd-i", "kd-p"])
+        t_acc = {a: r["best_acc"] for a, r in self.teacher_records.items()}
+        md_pairs = tables.table1_pairs(recs, self.pairs(), methods, augs, t_acc, self.out)
+        if "ce" not in methods:
+            md_pairs += "\n(Student row: add `ce` to `methods` to train the student alone.)\n"
         md = analysis.table1(entries, self.out, augs)
         md_last = analysis.table1(entries, self.out / "last", augs, metric="last_acc")
-        head = (f"Teacher {self.cfg['teacher']['arch']}: {self.teacher_acc:.2f}% -> student "
-                f"{self.cfg['student']['arch']} ({self.cfg['student']['epochs']} epochs); "
-                f"{len(self.cfg.get('seeds', [0]))} seed(s)\n\n")
-        self.log(head + md + "\n" + md_last, echo=self.echo_tables)
-        return head + md
+        head = (f"Teacher {self.cfg['teacher']['arch']}: {self.teacher_acc:.2f}% (best epoch, the checkpoint "
+                f"students learn from) -> student {self.cfg['student']['arch']} ({self.cfg['student']['epochs']} "
+                f"epochs); {len(self.cfg.get('seeds', [0]))} seed(s)\n\n")
+        self.log(md_pairs + "\n" + head + md + "\n" + md_last, echo=self.echo_tables)
+        return md_pairs + "\n" + head + md
+
+    def table2(self):
+        """Table 2 (ImageNet): top-1 / top-5 of the main pair's teacher, student and KD family."""
+        self.teacher()
+        recs = self.pair_records([self.main_pair])
+        if self.rank != 0:
+            return ""
+        md = tables.table2(recs, self.main_pair, self.cfg.get("methods"), self.cfg.get("augs"),
+                           self.teacher_record, self.out)
+        self.log(md, echo=self.echo_tables)
+        return md
 
     def sweep_entries(self, name):
         key = "calibrated_fraction" if name == "fig4" else "sigma"

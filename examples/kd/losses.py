@@ -19,10 +19,22 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-__all__ = ["kd_term", "mixed_ce", "order_penalty", "calibrate", "KDLoss", "KDAugLoss", "KDILoss",
-           "KDPLoss", "build_loss", "loss_params", "METHODS"]
+__all__ = ["kd_term", "mixed_ce", "order_penalty", "calibrate", "CELoss", "KDLoss", "KDAugLoss", "KDILoss",
+           "KDPLoss", "build_loss", "loss_params", "base_method", "METHODS", "CRD_METHODS", "SINGLE_VIEW"]
 
-METHODS = ("kd", "kd-aug", "kd-i", "kd-p")
+#: CRD rows of Table 1: the KD-family loss of the same suffix plus ``crd_weight`` x the CRD term
+#: (:mod:`examples.kd.crd`), as the paper's code combines them.
+CRD_METHODS = ("crd", "crd-aug", "crd-i", "crd-p")
+#: every student method: ``ce`` (the student alone, cross-entropy: Table 1's Student row),
+#: the KD family and the CRD family.
+METHODS = ("ce", "kd", "kd-aug", "kd-i", "kd-p") + CRD_METHODS
+#: methods trained on un-mixed images only (no augmentation suffix)
+SINGLE_VIEW = ("ce", "kd", "crd")
+
+
+def base_method(method: str) -> str:
+    """The KD-family loss of a method: ``crd-i -> kd-i``, ``crd -> kd``; others unchanged."""
+    return "kd" + method[3:] if method in CRD_METHODS else method
 
 
 def kd_term(s: torch.Tensor, q: torch.Tensor, tau: float) -> torch.Tensor:
@@ -91,6 +103,16 @@ def calibrate(t: torch.Tensor, labels: torch.Tensor, tau: float, on: str = "logi
             q = treeiso.fit_topk(F.softmax(t.detach() / tau, dim=1), labels).clamp_min(0)
             return q / q.sum(1, keepdim=True)
         raise ValueError(f"calibrate on must be 'logits' or 'probs', got {on!r}")
+
+
+class CELoss(nn.Module):
+    """The student alone (Table 1's Student row): cross-entropy with the (mixed) hard label; the
+    teacher's logits are ignored (the training step does not run the teacher)."""
+
+    uses_teacher = False
+
+    def forward(self, s, t, y_a, y_b, lam, labels, gen=None):
+        return mixed_ce(s, y_a, y_b, lam), {}
 
 
 class KDLoss(nn.Module):
@@ -180,10 +202,14 @@ class KDPLoss(KDLoss):
 
 
 _DEFAULTS = {"alpha": 0.95, "tau": 4.5, "beta": 3.0, "calibrate_on": "logits", "calibrated_fraction": 1.0,
-             "sigma": 2.0, "penalty_on": "probs"}
-_USES = {"kd": ("alpha", "tau"), "kd-aug": ("alpha", "tau"),
+             "sigma": 2.0, "penalty_on": "probs",
+             # RepDistiller's CIFAR settings (= examples.kd.crd.CRD_DEFAULTS)
+             "crd_weight": 0.8, "crd_dim": 128, "crd_k": 16384, "crd_t": 0.07, "crd_momentum": 0.5}
+_CRD_KEYS = ("crd_weight", "crd_dim", "crd_k", "crd_t", "crd_momentum")
+_USES = {"ce": (), "kd": ("alpha", "tau"), "kd-aug": ("alpha", "tau"),
          "kd-i": ("alpha", "tau", "beta", "calibrate_on", "calibrated_fraction"),
          "kd-p": ("alpha", "tau", "sigma", "penalty_on")}
+_USES.update({m: _USES[base_method(m)] + _CRD_KEYS for m in CRD_METHODS})
 
 
 def loss_params(method: str, cfg: dict) -> dict:
@@ -200,13 +226,21 @@ def loss_params(method: str, cfg: dict) -> dict:
     out = {}
     for k in _USES[method]:
         v = cfg.get(k, _DEFAULTS[k])
-        out[k] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+        out[k] = (int(v) if k in ("crd_dim", "crd_k") else float(v)) \
+            if isinstance(v, (int, float)) and not isinstance(v, bool) else v
     return out
 
 
 def build_loss(method: str, cfg: dict) -> nn.Module:
-    """Loss module for ``method`` in :data:`METHODS` from a config's ``loss`` section."""
+    """Loss module for ``method`` in :data:`METHODS` from a config's ``loss`` section.
+
+    For a CRD method this is the KD-family part (:func:`base_method`); the training step adds
+    the contrastive term.
+    """
+    method = base_method(method)
     p = loss_params(method, cfg)
+    if method == "ce":
+        return CELoss()
     if p["tau"] <= 0:
         raise ValueError(f"loss.tau must be > 0, got {p['tau']}")
     if method == "kd":

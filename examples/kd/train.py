@@ -1,4 +1,4 @@
-"""Training loops: the teacher (cross-entropy) and the students (KD, KD-aug, KD-i, KD-p).
+"""Training loops: the teacher (cross-entropy) and the students (CE, the KD and the CRD families).
 
 A plain loop in the style of RepDistiller's ``train_student.py``: SGD with momentum, the paper's
 step schedule scaled to the epoch budget (CIFAR-100: lr 0.1, x0.2 at 30/60/80 % of training),
@@ -21,6 +21,19 @@ train a new run next to it. ``reuse_only=True`` never trains: a missing run rais
 
 A loss that becomes NaN or infinite stops the run with :class:`NonFiniteLoss`; nothing is recorded.
 
+The teacher's weights of its best test epoch are kept in ``best.pt`` (the paper selects the
+teacher with the best validation accuracy; students are distilled from that checkpoint).
+Evaluation reports top-1 and top-5 accuracy.
+
+CRD methods (``crd``, ``crd-aug``, ``crd-i``, ``crd-p``) add ``loss.crd_weight`` x the contrastive
+term of :mod:`examples.kd.crd` to the KD-family loss of the same suffix. The embedding heads are
+optimised with the student; the memory banks are saved in the checkpoint. The memory is updated
+with embeddings of the un-mixed batch (a no-gradient forward of student and teacher on the clean
+images, the student's batch-norm running statistics left untouched), never with mixed ones.
+
+Image folders (``data.streams``) are read through a ``DataLoader`` with worker processes and a
+``DistributedSampler``; in-memory sets are indexed directly.
+
 Distributed: under ``torchrun`` the model is wrapped in ``DistributedDataParallel`` (gloo on CPU,
 NCCL on CUDA), each rank draws its share of every epoch with ``DistributedSampler``, evaluation is
 sharded and summed, and only rank 0 writes logs and checkpoints.
@@ -41,7 +54,8 @@ import torch.nn.functional as F
 
 from . import runs
 from .augment import mix_batch
-from .losses import build_loss, loss_params
+from .crd import build_crd
+from .losses import CRD_METHODS, build_loss, loss_params
 from .models import build_model
 
 __all__ = ["RunSpec", "train_run", "train_step", "image_loss", "make_optimizer", "run_identity", "state_digest",
@@ -56,7 +70,9 @@ OPTIM_DEFAULTS = dict(lr=0.1, lr_decay=0.2, milestones=[0.3, 0.6, 0.8], momentum
 class RunSpec:
     """One training run. ``name`` is readable (``kd-i_mixup_s0``), the folder adds the identity's
     digest; ``method`` is ``"teacher"`` or a student method; ``aug`` in {"none", "mixup", "cutmix"};
-    ``loss`` the config's loss section (only the keys the method uses enter the identity)."""
+    ``loss`` the config's loss section (only the keys the method uses enter the identity);
+    ``teacher_arch`` names a student's teacher (Table 1's pair; the teacher's weights are in the
+    identity through their digest)."""
 
     name: str
     arch: str
@@ -65,6 +81,7 @@ class RunSpec:
     seed: int = 0
     epochs: int = 10
     loss: dict = field(default_factory=dict)
+    teacher_arch: str = ""
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -90,9 +107,11 @@ def run_identity(spec: RunSpec, cfg: dict, data_identity: dict, teacher_digest: 
     ident = dict(arch=spec.arch, method=spec.method, seed=int(spec.seed), epochs=int(spec.epochs),
                  optim=effective_optim(cfg), data=data_identity, world_size=int(world))
     if spec.method != "teacher":
-        if teacher_digest is None:
+        if teacher_digest is None and spec.method != "ce":
             raise ValueError("a student's identity needs the teacher's digest")
-        ident.update(aug=spec.aug, loss=loss_params(spec.method, spec.loss), teacher=teacher_digest)
+        ident.update(aug=spec.aug, loss=loss_params(spec.method, spec.loss))
+        if spec.method != "ce":  # the student alone does not see the teacher
+            ident["teacher"] = teacher_digest
         if spec.aug != "none":
             ident["aug_alpha"] = float(cfg.get("aug", {}).get("alpha", 1.0))
     return ident
@@ -152,27 +171,62 @@ def _atomic_text(text, path: Path):
     os.replace(tmp, path)
 
 
+class _FrozenBNStats:
+    """Train-mode batch norm that leaves its running statistics unchanged (momentum 0)."""
+
+    def __init__(self, model):
+        self.bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+    def __enter__(self):
+        self.saved = [m.momentum for m in self.bns]
+        for m in self.bns:
+            m.momentum = 0.0
+
+    def __exit__(self, *exc):
+        for m, mom in zip(self.bns, self.saved):
+            m.momentum = mom
+
+
+def _train_batches(data, order, bs, device, gen, epoch, seed, rank, world):
+    """``(idx, x, y)`` of one epoch: in-memory sets by index, image folders through a DataLoader."""
+    if getattr(data, "streams", False):
+        yield from data.batches("train", bs, device, epoch=epoch, seed=seed, rank=rank, world=world)
+        return
+    for i in range(0, len(order), bs):
+        idx = order[i:i + bs]
+        x, y = data.get("train", idx, device, gen)
+        yield idx, x, y
+
+
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def evaluate(model, data, device, batch_size=512):
-    """Top-1 test accuracy in percent (sharded over ranks and summed)."""
+def evaluate(model, data, device, batch_size=512, top5=False):
+    """Top-1 test accuracy in percent (sharded over ranks and summed); with ``top5=True`` the
+    pair ``(top-1, top-5)`` (top-k with k = min(5, classes))."""
     rank, world, on = dist_info()
     model.eval()
     n = data.size("test")
-    idx = torch.arange(rank, n, world)
-    correct = torch.zeros(2, dtype=torch.float64, device=device)
-    for i in range(0, len(idx), batch_size):
-        x, y = data.get("test", idx[i:i + batch_size], device)
-        correct[0] += (model(x).argmax(1) == y).sum()
-        correct[1] += len(y)
+    k = min(5, data.num_classes)
+    correct = torch.zeros(3, dtype=torch.float64, device=device)
+    if getattr(data, "streams", False):
+        batches = ((x, y) for _, x, y in data.batches("test", batch_size, device, rank=rank, world=world))
+    else:
+        idx = torch.arange(rank, n, world)
+        batches = (data.get("test", idx[i:i + batch_size], device) for i in range(0, len(idx), batch_size))
+    for x, y in batches:
+        out = model(x)
+        correct[0] += (out.argmax(1) == y).sum()
+        correct[1] += (out.topk(k, 1).indices == y[:, None]).any(1).sum()
+        correct[2] += len(y)
     if on:
         torch.distributed.all_reduce(correct)
-    return float(100.0 * correct[0] / correct[1].clamp_min(1))
+    acc = 100.0 * correct[:2] / correct[2].clamp_min(1)
+    return (float(acc[0]), float(acc[1])) if top5 else float(acc[0])
 
 
 def load_model(path, arch, num_classes, device, model_fn=build_model):
-    """A trained network from a run folder's ``final.pt`` (or a checkpoint), in eval mode.
-    ``model_fn(arch, num_classes)`` builds it (the text study passes its own)."""
+    """A trained network from a run folder's ``final.pt`` or ``best.pt`` (or a checkpoint), in eval
+    mode. ``model_fn(arch, num_classes)`` builds it (the text study passes its own)."""
     m = model_fn(arch, num_classes).to(device)
     state = torch.load(path, map_location=device, weights_only=True)
     m.load_state_dict(state["model"] if "model" in state else state)
@@ -184,37 +238,74 @@ def image_loss(net, teacher, loss_fn, x, y, idx, aug, aug_alpha, rng, gen):
     """A batch's ``(loss, stats)`` in the image study: cross-entropy (teacher, ``loss_fn=None``)
     or a distillation loss on the images mixed by ``aug`` (:func:`examples.kd.augment.mix_batch`).
     ``idx`` (the batch's sample indices) is unused here; the text study's loss
-    (:func:`examples.kd.text.mixing.text_loss`) looks its cached teacher features up with it."""
+    (:func:`examples.kd.text.mixing.text_loss`) looks its cached teacher features up with it.
+    The teacher is not run for losses that do not use it (``ce``: ``loss_fn.uses_teacher``)."""
     if loss_fn is None:
         return F.cross_entropy(net(x), y), {}
     mb = mix_batch(x, y, aug, aug_alpha, rng, gen)
-    with torch.no_grad():
-        t = teacher(mb.x)
+    t = None
+    if getattr(loss_fn, "uses_teacher", True):
+        with torch.no_grad():
+            t = teacher(mb.x)
     return loss_fn(net(mb.x), t, mb.y_a, mb.y_b, mb.lam, mb.labels, gen)
 
 
+def _crd_loss(net, teacher, loss_fn, crd, x, y, idx, aug, aug_alpha, rng, gen):
+    """:func:`image_loss` plus ``crd.weight`` x the CRD term; returns ``(loss, stats, (idx, u, v))``
+    with the embeddings of the un-mixed batch for the memory update."""
+    mb = mix_batch(x, y, aug, aug_alpha, rng, gen)
+    with torch.no_grad():
+        ft, t = teacher(mb.x, return_features=True)
+    fs, s = net(mb.x, return_features=True)
+    loss, stats = loss_fn(s, t, mb.y_a, mb.y_b, mb.lam, mb.labels, gen)
+    idx = idx.to(x.device)
+    idx_b = idx[mb.perm] if mb.perm is not None else None
+    lc, (u, v) = crd(fs, ft, idx, idx_b, mb.lam, gen=gen)
+    if mb.perm is not None:  # the memory learns un-mixed embeddings only
+        model = net.module if hasattr(net, "module") else net
+        with torch.no_grad(), _FrozenBNStats(model):
+            u, v = crd.embed(model(x, return_features=True)[0], teacher(x, return_features=True)[0])
+    return loss + crd.weight * lc, dict(stats, crd=lc.detach()), (idx, u, v)
+
+
 def train_step(net, opt, x, y, teacher=None, loss_fn=None, aug="none", aug_alpha=1.0, rng=None, gen=None,
-               idx=None, batch_loss=None):
+               idx=None, batch_loss=None, crd=None):
     """One optimiser step on the batch ``(x, y)``: cross-entropy (teacher, ``loss_fn=None``) or a
     distillation loss on the batch mixed by ``aug``. Returns ``(loss, stats)`` (detached).
+
+    ``crd`` (a :class:`~examples.kd.crd.CRDLoss`, CRD methods) adds ``crd.weight`` x the
+    contrastive term for the training-set ids ``idx``; its memory is then updated with
+    embeddings of the un-mixed batch. The teacher is not run for ``ce``-type losses
+    (``loss_fn.uses_teacher`` False).
 
     The training loop and the Table 3 benchmark both call this, so they time the same work.
     ``batch_loss`` computes the loss (default :func:`image_loss`; the text study passes its own).
     """
     net.train()
-    loss, stats = (batch_loss or image_loss)(net, teacher, loss_fn, x, y, idx, aug, aug_alpha, rng, gen)
+    if crd is None:
+        loss, stats = (batch_loss or image_loss)(net, teacher, loss_fn, x, y, idx, aug, aug_alpha, rng, gen)
+    else:
+        loss, stats, memory = _crd_loss(net, teacher, loss_fn, crd, x, y, idx, aug, aug_alpha, rng, gen)
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    if crd is not None and dist_info()[2]:  # the embedding heads are outside DDP: average their grads
+        world = dist_info()[1]
+        for p in crd.parameters():
+            if p.grad is not None:
+                torch.distributed.all_reduce(p.grad)
+                p.grad /= world
     opt.step()
+    if crd is not None:
+        crd.update(*memory)
     return loss.detach(), stats
 
 
-def make_optimizer(model, cfg):
+def make_optimizer(model, cfg, extra=()):
     """``optim.name``: ``"sgd"`` (default; momentum, weight decay, Nesterov) or ``"adamw"`` (the
     usual optimiser for fine-tuning transformers; lr and weight decay). Frozen parameters
-    (``requires_grad=False``) are left out."""
+    (``requires_grad=False``) are left out; ``extra`` parameters (CRD's embedding heads) are added."""
     o = effective_optim(cfg)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad] + list(extra)
     name = o.get("name", "sgd")
     if name == "adamw":
         return torch.optim.AdamW(params, lr=o["lr"], weight_decay=o["weight_decay"])
@@ -243,7 +334,7 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, te
     """
     rank, world, dist_on = dist_info()
     log = log or (lambda m: print(m, flush=True))
-    if spec.method != "teacher":
+    if spec.method not in ("teacher", "ce"):
         if teacher is None:
             raise ValueError(f"{spec.name}: a student run needs a teacher")
         teacher_digest = teacher_digest or state_digest(teacher)
@@ -269,14 +360,19 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, te
         _atomic_text(json.dumps(json.loads(runs.canonical(ident)), indent=1), out / "identity.json")
     torch.manual_seed(spec.seed)
     model = model_fn(spec.arch, data.num_classes).to(device)
-    opt = make_optimizer(model, cfg)
-    state = dict(epoch=0, history=[], best=0.0, step_times=[])
+    crd = None
+    if spec.method in CRD_METHODS:
+        crd = build_crd(spec.loss, model.feat_dim, teacher.feat_dim, data.size("train")).to(device)
+    opt = make_optimizer(model, cfg, crd.parameters() if crd is not None else ())
+    state = dict(epoch=0, history=[], best=0.0, best_epoch=0, step_times=[])
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.exists():
         saved = torch.load(ckpt, map_location=device, weights_only=False)
         if saved.get("run_id") == rid:
             model.load_state_dict(saved["model"])
             opt.load_state_dict(saved["optimizer"])
+            if crd is not None:
+                crd.load_state_dict(saved["crd"])
             state = saved["state"]
     if state["epoch"] == 0 and rank == 0 and (out / "log.jsonl").exists():
         (out / "log.jsonl").unlink()  # a fresh start: do not mix logs of two runs
@@ -307,11 +403,15 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, te
             from tqdm.auto import tqdm
             bar = tqdm(total=steps, desc=f"{spec.name} {epoch + 1}/{spec.epochs}", leave=False,
                        dynamic_ncols=True)
-        for i in range(0, len(order), bs):
+        batches = _train_batches(data, order, bs, device, gen, epoch, spec.seed, rank, world)
+        for i in range(steps):
             t0 = time.perf_counter()
-            idx = order[i:i + bs]
-            x, y = data.get("train", idx, device, gen)
-            loss, stats = train_step(net, opt, x, y, teacher, loss_fn, spec.aug, aug_alpha, rng, gen, idx, batch_loss)
+            try:
+                idx, x, y = next(batches)
+            except StopIteration:
+                break
+            loss, stats = train_step(net, opt, x, y, teacher, loss_fn, spec.aug, aug_alpha, rng, gen, idx,
+                                     batch_loss, crd)
             _sync(device)
             times.append(time.perf_counter() - t0)
             lv = loss.float().reshape(1)
@@ -321,7 +421,7 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, te
                 if bar is not None:
                     bar.close()
                 raise NonFiniteLoss(f"{spec.name}: the training loss became {float(lv[0])} at epoch {epoch + 1}, "
-                                    f"step {i // bs + 1}; the run is stopped and not recorded (check loss.* and "
+                                    f"step {i + 1}; the run is stopped and not recorded (check loss.* and "
                                     f"optim.lr)")
             tot["loss"] += float(loss)
             tot["violation"] += float(stats.get("violation", 0.0))
@@ -331,18 +431,24 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, te
                 bar.set_postfix(loss=f"{tot['loss'] / tot['n']:.3f}")
         if bar is not None:
             bar.close()
-        acc = evaluate(net.module if dist_on else net, data, device)
+        acc, acc5 = evaluate(net.module if dist_on else net, data, device, top5=True)
         rec = dict(epoch=epoch + 1, lr=lr, loss=tot["loss"] / max(1, tot["n"]),
-                   violation=tot["violation"] / max(1, tot["n"]), test_acc=acc,
+                   violation=tot["violation"] / max(1, tot["n"]), test_acc=acc, test_acc5=acc5,
                    epoch_time=time.perf_counter() - t_epoch,
                    step_time_median=float(np.median(times)) if times else 0.0)
         state["history"].append(rec)
-        state["best"] = max(state["best"], acc)
+        improved = acc > state["best"] or state["best_epoch"] == 0
+        if improved:
+            state["best"], state["best_epoch"] = acc, epoch + 1
         state["step_times"] += times
         state["epoch"] = epoch + 1
         if rank == 0:
+            if improved and spec.method == "teacher":  # the teacher students are distilled from
+                _atomic_save(dict(model=model.state_dict(), spec=asdict(spec), run_id=rid, epoch=epoch + 1,
+                                  test_acc=acc), out / "best.pt")
             _atomic_save(dict(model=model.state_dict(), optimizer=opt.state_dict(), state=state,
-                              spec=asdict(spec), run_id=rid), ckpt)
+                              spec=asdict(spec), run_id=rid, crd=crd.state_dict() if crd is not None else None),
+                         ckpt)
             with open(log_path, "a") as f:
                 f.write(json.dumps(dict(run_id=rid, **rec)) + "\n")
             if progress:
@@ -354,8 +460,10 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, te
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < spec.epochs:
             return None
     hist = state["history"]
-    result = dict(arch=spec.arch, method=spec.method, aug=spec.aug, seed=spec.seed,
-                  epochs=spec.epochs, best_acc=state["best"], last_acc=hist[-1]["test_acc"],
+    best_rec = hist[state["best_epoch"] - 1]
+    result = dict(arch=spec.arch, method=spec.method, aug=spec.aug, seed=spec.seed, teacher_arch=spec.teacher_arch,
+                  epochs=spec.epochs, best_acc=state["best"], best_epoch=state["best_epoch"],
+                  best_acc5=best_rec["test_acc5"], last_acc=hist[-1]["test_acc"], last_acc5=hist[-1]["test_acc5"],
                   step_time_median=float(np.median(state["step_times"])) if state["step_times"] else 0.0,
                   train_time=sum(h["epoch_time"] for h in hist),
                   violation=float(np.mean([h["violation"] for h in hist])),
