@@ -20,14 +20,15 @@ from torch import nn
 import torch.nn.functional as F
 
 __all__ = ["kd_term", "mixed_ce", "order_penalty", "calibrate", "CELoss", "KDLoss", "KDAugLoss", "KDILoss",
-           "KDPLoss", "build_loss", "loss_params", "base_method", "METHODS", "CRD_METHODS", "SINGLE_VIEW"]
+           "KDPLoss", "build_loss", "loss_params", "base_method", "METHODS", "KD_METHODS", "CRD_METHODS", "SINGLE_VIEW"]
 
 #: CRD rows of Table 1: the KD-family loss of the same suffix plus ``crd_weight`` x the CRD term
 #: (:mod:`examples.kd.crd`), as the paper's code combines them.
 CRD_METHODS = ("crd", "crd-aug", "crd-i", "crd-p")
 #: every student method: ``ce`` (the student alone, cross-entropy: Table 1's Student row),
 #: the KD family and the CRD family.
-METHODS = ("ce", "kd", "kd-aug", "kd-i", "kd-p") + CRD_METHODS
+KD_METHODS = ("kd", "kd-aug", "kd-i", "kd-p")
+METHODS = ("ce",) + KD_METHODS + CRD_METHODS
 #: methods trained on un-mixed images only (no augmentation suffix)
 SINGLE_VIEW = ("ce", "kd", "crd")
 

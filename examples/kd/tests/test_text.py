@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import treeiso
-from examples.kd.losses import METHODS, build_loss, calibrate, order_penalty
+from examples.kd.losses import KD_METHODS as METHODS, build_loss, calibrate, order_penalty  # the text study's methods
 
 from ._topk_ref import row_tree
 
