@@ -470,8 +470,13 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, te
                   loss_cfg=ident.get("loss", {}), world_size=world)
     record = runs.make_record(spec.name, ident, result)
     if rank == 0:
-        _atomic_save(dict(model=model.state_dict(), spec=asdict(spec), run_id=rid), out / "final.pt")
+        _atomic_save(dict(model=model.state_dict(), spec=asdict(spec), run_id=rid,
+                          crd=crd.state_dict() if crd is not None else None), out / "final.pt")
         _atomic_text(json.dumps(record, indent=1), done)
+        # A finished run is reused from result.json and final.pt: the resume checkpoint (weights
+        # plus optimizer state, 3x the model for Adam) is dead weight (a quick text run kept
+        # 2.4 GB of them), so it goes once the result is safely written.
+        ckpt.unlink(missing_ok=True)
     if dist_on:
         torch.distributed.barrier()
     return record

@@ -83,6 +83,9 @@ def test_resume_equals_uninterrupted(tiny, tmp_path):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert a["best_acc"] == b["best_acc"] and a["last_acc"] == b["last_acc"] and b["run_id"] == rid
     assert train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, progress=False) == b  # reused
+    # a finished run keeps final.pt and result.json, not the resume checkpoint
+    assert not (tmp_path / "b" / rid / "checkpoint.pt").exists()
+    assert not (tmp_path / "a" / rid / "checkpoint.pt").exists()
 
 
 # ----------------------------------------------------------------------------- run identity
@@ -158,8 +161,8 @@ def test_crd_resume_restores_memory_and_equals_uninterrupted(tiny, tmp_path):
     assert train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, progress=False,
                      stop_after_epoch=1) is None
     train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, progress=False)
-    ca = torch.load(tmp_path / "a" / a["run_id"] / "checkpoint.pt", weights_only=False)
-    cb = torch.load(tmp_path / "b" / a["run_id"] / "checkpoint.pt", weights_only=False)
+    ca = torch.load(tmp_path / "a" / a["run_id"] / "final.pt", weights_only=False)
+    cb = torch.load(tmp_path / "b" / a["run_id"] / "final.pt", weights_only=False)
     for k in ("memory_s", "memory_t", "z_s", "z_t", "embed_s.linear.weight"):
         assert torch.equal(ca["crd"][k], cb["crd"][k]), k
     assert all(torch.equal(ca["model"][k], cb["model"][k]) for k in ca["model"])
