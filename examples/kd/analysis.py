@@ -238,12 +238,16 @@ def write_report(study, out: Path, sweeps: dict, stamps: dict) -> dict:
     data_desc = (f"{d.get('name', 'glyphs')}: {study.data.num_classes} classes, {study.data.size('train')} train / "
                  f"{study.data.size('test')} test images" + (f", {d.get('size')}x{d.get('size')}"
                                                              if d.get("name", "glyphs") == "glyphs" else ""))
+    # only the loss settings some reported method uses (a KD-family run has no CRD settings)
+    from .losses import loss_params
+    loss = cfg.get("loss", {})
+    used = set().union(*(loss_params(m, loss) for m in cfg.get("methods", [])))
     setup = [{"": "data", "value": data_desc},
              {"": "teacher", "value": f"{cfg['teacher']['arch']}, {cfg['teacher']['epochs']} epochs, "
                                       f"best test accuracy {study.teacher_acc:.2f} %"},
              {"": "students", "value": f"{cfg['student']['arch']}, {cfg['student']['epochs']} epochs, seeds "
                                        f"{', '.join(map(str, cfg.get('seeds', [0])))}"},
-             {"": "loss", "value": ", ".join(f"{k} {v}" for k, v in cfg.get("loss", {}).items())},
+             {"": "loss", "value": ", ".join(f"{k} {v}" for k, v in loss.items() if k in used)},
              {"": "teacher run", "value": study.teacher_record["run_id"]}]
     md["setup"] = md_table(setup)
     (out / "setup.md").write_text(md["setup"])

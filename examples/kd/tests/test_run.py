@@ -235,6 +235,8 @@ def test_cli_pipeline_with_sweeps_and_report(tmp_path):
     for name in ("setup.md", "table1.rst", "table1.png", "fig1.rst", "fig1.png", "table3.rst", "fig4.png"):
         assert (tmp_path / "report" / name).exists(), name
     assert "Table 1 analogue" in out.stdout and "KD-i / KD-aug" in out.stdout and "time budget" in out.stdout
+    setup = (tmp_path / "report" / "setup.md").read_text()  # the loss settings the methods use, no others
+    assert "sigma" in setup and "calibrated_fraction" in setup and "crd_" not in setup
     assert "raw teacher (control)" in out.stdout and "Δ vs control" in out.stdout
     t3 = (tmp_path / "analysis" / "table3.md").read_text()
     assert "| KD-i | Mixup |" in t3 and "KD-i / KD-aug" in t3
