@@ -321,25 +321,33 @@ class Study:
             out.append(done[key])
         return out
 
+    #: the kinds of sample Fig. 1 compares (a study on other data names its own)
+    FIG1_KINDS = ("original", "mixup", "cutmix")
+
+    def _fig1_batch(self, teacher, idx, kind, alpha, rng, gen):
+        """Teacher logits, label order and lambda of one batch of Fig. 1's ``kind`` of sample."""
+        x, y = self.data.get("train", idx, self.device)
+        mb = mix_batch(x, y, "none" if kind == "original" else kind, alpha, rng, gen)
+        with torch.no_grad():
+            return teacher(mb.x), mb.labels, mb.lam
+
     def fig1(self):
-        """Fig. 1a/1b: teacher order vs hard-label order on original, Mixup and CutMix samples."""
+        """Fig. 1a/1b: teacher order vs hard-label order on original and mixed samples."""
         teacher = self.teacher()
         if self.rank != 0:
             return ""
         n = min(self.cfg.get("analysis", {}).get("fig1_samples", 2000), self.data.size("train"))
         idx = torch.arange(n)
+        alpha = self.cfg.get("aug", {}).get("alpha", 1.0)
         stats = {}
-        for kind in ("original", "mixup", "cutmix"):
+        for kind in self.FIG1_KINDS:
             gen, rng = torch.Generator().manual_seed(123), np.random.default_rng(123)
             logits, labels, lams = [], [], []
             for i in range(0, n, 128):
-                x, y = self.data.get("train", idx[i:i + 128], self.device)
-                mb = mix_batch(x, y, "none" if kind == "original" else kind,
-                               self.cfg.get("aug", {}).get("alpha", 1.0), rng, gen)
-                with torch.no_grad():
-                    logits.append(teacher(mb.x).float().cpu())
-                labels.append(mb.labels.cpu())
-                lams.append(mb.lam.cpu())
+                lg, lb, lm = self._fig1_batch(teacher, idx[i:i + 128], kind, alpha, rng, gen)
+                logits.append(lg.float().cpu())
+                labels.append(lb.cpu())
+                lams.append(lm.cpu())
             stats[kind] = analysis.order_stats(torch.cat(logits), torch.cat(labels), torch.cat(lams))
         md = analysis.fig1_figure(stats, self.out, stamp=self._stamp("fig1"))
         self.log(md, echo=self.echo_tables)

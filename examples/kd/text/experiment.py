@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
 import torch
 
 from .. import analysis
@@ -61,31 +60,16 @@ class TextStudy(Study):
     def plan(self, steps_wanted):
         return None
 
-    def fig1(self):
-        """Fig. 1a/1b on text: teacher order vs hard-label order on original and mixed sentences."""
-        teacher = self.teacher()
-        if self.rank != 0:
-            return ""
-        n = min(self.cfg.get("analysis", {}).get("fig1_samples", 2000), self.data.size("train"))
-        idx = torch.arange(n)
-        alpha = self.cfg.get("aug", {}).get("alpha", 1.0)
-        stats = {}
-        for kind in ("original", "mixup"):
-            gen, rng = torch.Generator().manual_seed(123), np.random.default_rng(123)
-            logits, labels, lams = [], [], []
-            for i in range(0, n, 128):
-                b = idx[i:i + 128]
-                x, y = self.data.get("train", b, self.device)
-                h = teacher.features(x, b)
-                mp = mix_pooled(h, h, y, "none" if kind == "original" else "mixup", alpha, rng, gen)
-                with torch.no_grad():
-                    logits.append(teacher.head(mp.t).float().cpu())
-                labels.append(mp.labels.cpu())
-                lams.append(mp.lam.cpu())
-            stats[kind] = analysis.order_stats(torch.cat(logits), torch.cat(labels), torch.cat(lams))
-        md = analysis.fig1_figure(stats, self.out, stamp=self._stamp("fig1"))
-        self.log(md, echo=self.echo_tables)
-        return md
+    FIG1_KINDS = ("original", "mixup")  # Mixup-Transformer mixes representations; no CutMix
+
+    def _fig1_batch(self, teacher, idx, kind, alpha, rng, gen):
+        """Teacher logits, label order and lambda of one batch of sentences (mixed pooled
+        representations for ``kind="mixup"``)."""
+        x, y = self.data.get("train", idx, self.device)
+        h = teacher.features(x, idx)
+        mp = mix_pooled(h, h, y, "none" if kind == "original" else "mixup", alpha, rng, gen)
+        with torch.no_grad():
+            return teacher.head(mp.t), mp.labels, mp.lam
 
     def table4(self):
         """Table 4 analogue: student accuracy per method (mean with a 95 % interval over seeds,
