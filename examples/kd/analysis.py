@@ -147,8 +147,13 @@ def table1(entries: list[dict], out_dir: Path, augs=("mixup", "cutmix"), metric=
                 panels[AUG_LABEL[b]].append((ROW_LABEL[rk].replace(", raw teacher (control)", "\nraw (control)"), m, h,
                                              list(vals.values())))
     note = (f"Mean ± 95 % t-interval half width over seeds; Δ: paired over seeds (KD's Δ: vs KD-aug with "
-            f"{' / '.join(AUG_LABEL[a] for a in augs)}). Control: KD-i's extra β-weighted term against the raw "
-            f"teacher (calibrated fraction 0); KD-i's Δ vs control is the effect of the calibration alone.")
+            f"{' / '.join(AUG_LABEL[a] for a in augs)}).")
+    if any(r["row"] == "kd-i-raw" for r in raw):
+        note += (" Control: KD-i's extra β-weighted term against the raw teacher (calibrated fraction 0); "
+                 "KD-i's Δ vs control is the effect of the calibration alone.")
+    else:  # no control row was trained: no column of dashes, no note about it
+        for r in rows:
+            del r["Δ vs control"]
     md = write_table(rows, out_dir / name, title or f"Table 1 analogue ({mname})", note)
     (out_dir / f"{name}.json").write_text(json.dumps(raw, indent=1))
     if metric == "best_acc" and any(panels.values()):

@@ -42,6 +42,10 @@ def test_table1_paired_differences_and_control(tmp_path):
     assert "| KD-i, raw teacher (control) | Mixup | 3 |" in md and "KD-i's Δ vs control" in md
     for ext in ("csv", "rst", "png"):
         assert (tmp_path / f"table1.{ext}").exists(), ext
+    # without a control row there is no control column (a column of dashes) and no note about it
+    md = table1([e for e in ents if e["row"] != "kd-i-raw"], tmp_path / "noctrl", augs=("mixup",))
+    assert "| KD-i | Mixup | 3 | 74.00 ± 2.48 | +3.00 ± 2.48 | 90.0 |" in md
+    assert "control" not in md
 
 
 def test_sweep_and_timing_tables(tmp_path):
