@@ -9,6 +9,7 @@ from ._tree import Tree, as_tree
 from ._validation import (
     as_rows,
     check_axis,
+    check_finite as scan_values,
     check_bounds,
     check_ndim,
     check_orientation,
@@ -143,14 +144,15 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         raise ValueError("backend='scipy' takes method='auto' only")
     bounds = check_bounds(y_min, y_max)
     check_threads(threads)
-    if is_torch_tensor(values) and not isinstance(tree, Tree):
+    is_tensor = is_torch_tensor(values)
+    if is_tensor and not isinstance(tree, Tree):
         from ._torch_backend import _build_tree
 
         tree = _build_tree(tree)  # outside torch.compile's tracing (issue 8)
     tree = as_tree(tree)
     kernel = resolve(method, tree)
-    if is_torch_tensor(values) or backend == "torch":
-        if not is_torch_tensor(values):
+    if is_tensor or backend == "torch":
+        if not is_tensor:
             raise TypeError("backend='torch' needs values given as a torch.Tensor")
         if backend not in ("auto", "torch"):
             raise ValueError(
@@ -176,7 +178,9 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         if weights is not None:
             weights = move_weights(np.asarray(weights), y.shape, ax)
         y = np.moveaxis(y, ax, -1)
-    y, out_dtype = prepare_values(y, tree.n, check_finite)
+    y, out_dtype = prepare_values(y, tree.n, check=False)
+    # The finiteness scan also yields max|y| (or None), which the range scaling below reuses.
+    amax = scan_values(y, "values") if check_finite else None
     w = prepare_weights(weights, y.shape, check_finite)
     y2 = as_rows(y)
     sign = 1.0 if orientation == "root_largest" else -1.0
@@ -196,7 +200,7 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         blocks = np.empty((n_rows if return_blocks else 0, n), dtype=np.int64)
         ey = 0
         if n_rows and n:
-            y2, w, ey = scale_rows(y2, w)  # powers of two: overflow-free kernels (issue 8)
+            y2, w, ey = scale_rows(y2, w, amax)  # powers of two: overflow-free kernels (issue 8)
             nt = n_threads(threads, n_rows, n)
             run_kernel(kernel, y2, w, tree_arrays(kernel, tree), x2, blocks, nt)
         if ey:

@@ -8,8 +8,9 @@ to subnormal products. Dividing ``y`` and ``w`` by powers of two is exact (short
 underflowing entries far below the largest), so the callers scale when the data leaves a
 safe range, solve, and multiply ``x`` back.
 
-The check costs one compiled pass over the values (``max|y|``) and one over the weights (their
-total), on every call.
+The check needs ``max|y|``, which the callers' finiteness scan already yields
+(:func:`treeiso._finite.abs_max`: one pass for both, passed in as ``amax``), and the weights'
+total (one compiled pass, only when weights are given). In range, nothing else is done.
 """
 
 from __future__ import annotations
@@ -36,18 +37,30 @@ def exponent_of(a):
     return math.frexp(a)[1]
 
 
-_absmax = None  # the compiled max|y|, imported on first use (import treeiso loads no numba)
-_A_LO, _A_HI = 2.0**_Y_LO, 2.0**_Y_HI
+_A_LO, _A_HI = 2.0**_Y_LO, 2.0**_Y_HI  # = 2.0**_W_LO, 2.0**_W_HI too
+_finite = None  # treeiso._finite, imported on first use (import treeiso loads no numba)
 
 
-def value_exponent(y, hi=_Y_HI, lo=_Y_LO):
-    """e such that ``y / 2**e`` is in the safe range; 0 when ``y`` (finite) already is."""
-    global _absmax
+def _kernels():
+    global _finite
+    if _finite is None:
+        from . import _finite
+    return _finite
+
+
+def value_exponent(y, hi=_Y_HI, lo=_Y_LO, amax=None):
+    """e such that ``y / 2**e`` is in the safe range; 0 when ``y`` (finite) already is.
+
+    ``amax``: ``max|y|`` when the caller knows it (its finiteness scan computed it), so that
+    the data is not read again."""
     if y.size == 0:
         return 0
-    if _absmax is None:
-        from ._scaling_kernel import absmax as _absmax
-    a = _absmax(y.reshape(-1))
+    if amax is None:
+        v = y.reshape(-1)
+        if not (v.dtype.char in "fd" and v.dtype.isnative and v.flags.c_contiguous):
+            v = np.ascontiguousarray(v, dtype=np.float64)
+        amax = _kernels().abs_max(v)
+    a = amax
     if (_A_LO if lo == _Y_LO else 2.0**lo) <= a <= (_A_HI if hi == _Y_HI else 2.0**hi):
         return 0
     if not math.isfinite(a) or a == 0.0:
@@ -68,9 +81,11 @@ def weight_exponent(w, hi=_W_HI, lo=_W_LO, smallest=_W_MIN):
     if w.size == 0:
         return 0
     v = w.reshape(-1)
-    with np.errstate(over="ignore"):
-        t = float(np.add.reduce(v))
-    if 2.0**lo <= t <= 2.0**hi:
+    if not (v.dtype.char == "d" and v.dtype.isnative and v.flags.c_contiguous):
+        v = np.ascontiguousarray(v, dtype=np.float64)
+    # A compiled sum: no np.errstate to enter and leave (it was most of this check's cost).
+    t = _kernels().total(v)
+    if (_A_LO if lo == _W_LO else 2.0**lo) <= t <= (_A_HI if hi == _W_HI else 2.0**hi):
         return 0
     if math.isinf(t):  # the total overflowed: bound it by max * size
         e = exponent_of(float(np.max(v))) + max(v.size - 1, 1).bit_length()
@@ -85,11 +100,12 @@ def weight_exponent(w, hi=_W_HI, lo=_W_LO, smallest=_W_MIN):
     return e
 
 
-def scale_rows(y, w):
+def scale_rows(y, w, amax=None):
     """``(y / 2**ey, w / 2**ew, ey)``: new arrays only when an exponent is not 0 (inputs are
-    never modified). Multiply the fit by ``2**ey`` (``np.ldexp(x, ey)``)."""
-    ey = value_exponent(y)
-    ew = weight_exponent(w)
+    never modified). Multiply the fit by ``2**ey`` (``np.ldexp(x, ey)``). ``amax``: ``max|y|``
+    if the caller has it (see :func:`value_exponent`)."""
+    ey = value_exponent(y, amax=amax)
+    ew = weight_exponent(w) if w.size else 0
     if ey:
         y = np.ldexp(y, -ey).astype(y.dtype, copy=False)
     if ew:
