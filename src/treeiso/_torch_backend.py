@@ -325,8 +325,11 @@ def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor, strategy: str | None
         # v decides them. Wrongly kept, they moved v by at most W_amb / (W - W_amb) * d (W: the
         # last block's weight): rounding-sized unless they carry half of W, as a heavy leaf
         # that pulls v onto itself does. Those rows take the sort strategy.
-        w_amb = torch.where(a & (zl <= v + d), wl, 0.0).sum(-1, keepdim=True)
-        near = (w_amb > 0.5 * (wa + wt.gather(-1, last))).squeeze(-1)
+        # Cheaply first (two passes over the rows, not four): the ambiguous weight can only be
+        # positive in a row where the smallest leaf of the set is within d of v.
+        if bool((torch.where(a, zl, inf).amin(-1, keepdim=True) <= v + d).any()):
+            w_amb = torch.where(a & (zl <= v + d), wl, 0.0).sum(-1, keepdim=True)
+            near = (w_amb > 0.5 * (wa + wt.gather(-1, last))).squeeze(-1)
     # Handle values: means A(s, t) with the last node augmented by the absorbed leaves.
     is_last = (ar.unsqueeze(0) == (kr - 1).unsqueeze(-1)).to(z.dtype)  # (B, K) over t
     num = pst + (is_last * sa).unsqueeze(1)  # [b, s, t]
