@@ -44,7 +44,12 @@ class Certificate:
         residual is zero).
     gap : float
         Largest duality-gap bound over the rows: for a feasible ``x``,
-        ``0.5 * sum w (x - x*)**2 <= gap``.
+        ``0.5 * sum w (x - x*)**2 <= gap``. The dual point is built from
+        ``x`` itself, so its stationarity residual at node ``i`` is about
+        ``eps * sum(w |y|)`` even for an exact float answer, and it costs
+        ``residual**2 / (2 w_i)``: with weights spanning many orders of
+        magnitude the bound stays valid but is loose (about
+        ``(eps * sum(w |y|))**2 / min(w)``), not a sign of a wrong answer.
     optimal_rows : ndarray of bool
         Shape ``values.shape[:-1]``: the verdict for each row.
 
