@@ -8,13 +8,11 @@ from ._scaling import scale_rows
 from ._tree import Tree, as_tree
 from ._validation import (
     as_rows,
-    check_axis,
     check_finite as scan_values,
     check_bounds,
-    check_ndim,
     check_orientation,
     is_torch_tensor,
-    move_weights,
+    nodes_last,
     prepare_values,
     prepare_weights,
     reject_masked,
@@ -171,13 +169,7 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         )
     reject_masked(values, "values")
     reject_masked(weights, "weights")
-    y = np.asarray(values)
-    check_ndim(y.shape)
-    ax = y.ndim - 1 if axis.__class__ is int and axis == -1 else check_axis(axis, y.ndim)
-    if ax != y.ndim - 1:
-        if weights is not None:
-            weights = move_weights(np.asarray(weights), y.shape, ax)
-        y = np.moveaxis(y, ax, -1)
+    y, weights, ax = nodes_last(np.asarray(values), weights, axis)
     y, out_dtype = prepare_values(y, tree.n, check=False)
     # The finiteness scan also yields max|y| (or None), which the range scaling below reuses.
     amax = scan_values(y, "values") if check_finite else None

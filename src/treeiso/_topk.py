@@ -8,12 +8,10 @@ from ._numba_backend import check_threads, n_threads, run_kernel
 from ._scaling import scale_rows
 from ._validation import (
     as_rows,
-    check_axis,
     check_bounds,
-    check_ndim,
     check_orientation,
     is_torch_tensor,
-    move_weights,
+    nodes_last,
     prepare_values,
     prepare_weights,
     reject_masked,
@@ -106,13 +104,7 @@ def fit_topk(values, labels, weights=None, *, orientation="root_largest", y_min=
         raise TypeError("values is not a torch.Tensor but labels or weights are: pass all "
                         "as NumPy arrays or all as tensors")
     reject_masked(values, "values")
-    arr = np.asarray(values)
-    check_ndim(arr.shape)
-    ax = arr.ndim - 1 if axis.__class__ is int and axis == -1 else check_axis(axis, arr.ndim)
-    if ax != arr.ndim - 1:
-        if weights is not None:
-            weights = move_weights(np.asarray(weights), arr.shape, ax)
-        arr = np.moveaxis(arr, ax, -1)
+    arr, weights, ax = nodes_last(np.asarray(values), weights, axis)
     # NaN and infinity are caught by the kernel's own pass (no separate scan of the data).
     y, out_dtype = prepare_values(arr, arr.shape[-1], check=False)
     c = y.shape[-1]

@@ -149,6 +149,21 @@ def move_weights(weights, shape, axis):
     return np.moveaxis(weights, axis, -1)
 
 
+def nodes_last(arr, weights, axis):
+    """``(arr, weights, ax)``: NumPy ``arr`` and ``weights`` with the nodes axis ``axis``
+    (checked; ``ax`` is it as a non-negative index, to move results back) moved last, as
+    views. The default ``axis=-1`` costs one comparison (per-call overhead)."""
+    check_ndim(arr.shape)
+    if axis.__class__ is int and axis == -1:
+        return arr, weights, arr.ndim - 1
+    ax = check_axis(axis, arr.ndim)
+    if ax != arr.ndim - 1:
+        if weights is not None:
+            weights = move_weights(np.asarray(weights), arr.shape, ax)
+        arr = np.moveaxis(arr, ax, -1)
+    return arr, weights, ax
+
+
 def prepare_values(values, n, check=True):
     """Validate ``values`` of shape (..., n). Returns (array, output dtype).
 
