@@ -124,31 +124,10 @@ def load(kernel):
     return fn
 
 
-_in_order_seen = {}
-
-
-def _in_order(chain):
-    """Is ``chain`` 0, 1, ..., n-1? Remembered per array (a Tree's arrays are read-only),
-    so a loop over one tree pays the O(n) check once."""
-    hit = _in_order_seen.get(id(chain))
-    if hit is not None and hit[0]() is chain:
-        return hit[1]
-    n = chain.shape[0]
-    flag = bool(n == 0 or (chain[0] == 0 and chain[-1] == n - 1
-                           and (chain == np.arange(n, dtype=chain.dtype)).all()))
-    if not chain.flags.writeable:
-        import weakref
-
-        if len(_in_order_seen) >= 64:
-            _in_order_seen.clear()
-        _in_order_seen[id(chain)] = (weakref.ref(chain), flag)
-    return flag
-
-
 def tree_arrays(kernel, tree):
     """The tree arguments of ``kernel`` for ``tree`` (see the module docstring)."""
     if kernel == "pav":  # None: the chain 0 -> 1 -> ... (no indirection in the kernel)
-        return (None if _in_order(tree.handle) else tree.handle,)
+        return (None if tree._chain_in_order else tree.handle,)
     if kernel == "broom":
         return (tree.handle.astype(np.int64).reshape(1, -1),)
     return (tree.order, tree.parent_pos)

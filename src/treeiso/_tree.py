@@ -103,7 +103,7 @@ class Tree:
     """
 
     __slots__ = ("parent", "n", "order", "parent_pos", "roots", "kind", "handle",
-                 "_n_children")
+                 "_n_children", "_chain_in_order")
 
     def __init__(self, parent):
         if isinstance(parent, Tree):
@@ -151,6 +151,9 @@ class Tree:
         self._n_children = n_children
         self.kind, handle = self._classify()
         self.handle = None if handle is None else _readonly(handle)
+        # The chain 0 -> 1 -> ... -> n-1: PAV then runs without the index indirection.
+        self._chain_in_order = self.kind == "chain" and bool(
+            (handle == np.arange(n, dtype=handle.dtype)).all())
 
     def _classify(self):
         n, nch, order = self.n, self._n_children, self.order
