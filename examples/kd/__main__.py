@@ -56,7 +56,8 @@ def parse(argv=None, prog="python -m examples.kd", doc=__doc__, commands=COMMAND
           datasets="glyphs | cifar100 | cifar10 | npz | imagefolder | synthetic_imagefolder",
           image_options=True):
     """Parse the command line; the text study (:mod:`examples.kd.text`) passes its own commands,
-    profiles and datasets and leaves out the image study's ``train``/``report`` options."""
+    profiles and datasets and leaves out the image study's ``train`` options (``--out`` and
+    ``--readme`` come with a ``report`` command)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not any(t in commands for t in argv) and not any(t in ("-h", "--help") for t in argv):
         argv = ["run"] + argv  # the default command, also before options and key=value overrides
@@ -85,6 +86,7 @@ def parse(argv=None, prog="python -m examples.kd", doc=__doc__, commands=COMMAND
         p.add_argument("--aug", default=None,
                        help="train: none (ce, kd, crd) | mixup | cutmix (default: none for ce/kd/crd, else mixup)")
         p.add_argument("--seed", default="0", help="train: student seed (an integer >= 0)")
+    if "report" in commands:
         p.add_argument("--out", help="report: output folder (default <run-dir>/report)")
         p.add_argument("--readme", help="report: a Markdown file whose <!-- report:NAME --> blocks are rewritten")
     a, rest = p.parse_known_args(argv)

@@ -13,6 +13,7 @@ import math
 import shutil
 from collections import defaultdict
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -222,13 +223,16 @@ def timing_table(times: dict, train_medians: dict, out_dir: Path, stamp: dict | 
 
 
 # ----------------------------------------------------------------------------- the report
-def _saved(path: Path, stamp: dict, command: str) -> dict:
+def saved_analysis(path: Path, stamp: dict, command: str, prog: str = "python -m examples.kd") -> dict:
+    """The rows an analysis step saved in ``path`` (``fig1.json``, ``table3.json``), checked to
+    carry ``stamp`` (the teacher and analysis settings they were computed with); otherwise a
+    ``RuntimeError`` naming the command ``prog command`` that recomputes them."""
     if not path.exists():
-        raise RuntimeError(f"{path} is missing: run `python -m examples.kd {command}` (same options) first")
+        raise RuntimeError(f"{path} is missing: run `{prog} {command}` (same options) first")
     d = json.loads(path.read_text())
     if not isinstance(d, dict) or d.get("stamp", {}).get("digest") != stamp["digest"]:
         raise RuntimeError(f"{path} was made with other settings (teacher or analysis options): run "
-                           f"`python -m examples.kd {command}` (same options) first")
+                           f"`{prog} {command}` (same options) first")
     return d
 
 
@@ -262,7 +266,7 @@ def write_report(study, out: Path, sweeps: dict, stamps: dict) -> dict:
     for name, cmd in (("fig1", "fig1"), ("table3", "table3")):
         if name not in cfg.get("pipeline", []):
             continue
-        saved = _saved(study.out / f"{name}.json", stamps[name], cmd)
+        saved = saved_analysis(study.out / f"{name}.json", stamps[name], cmd)
         title = ("Fig. 1: teacher soft-label order vs hard-label order" if name == "fig1"
                  else "Table 3: training-step time relative to KD")
         md[name] = write_table(saved["rows"], out / name, title, saved.get("note", ""))
@@ -278,9 +282,11 @@ def write_report(study, out: Path, sweeps: dict, stamps: dict) -> dict:
     return md
 
 
-def write_run_facts(study, out: Path) -> dict:
-    """``measured``: the last recorded wall time of ``run`` with the current settings, and KD's
-    convergence check (best accuracy at the configured epochs vs 3x as many), when measured."""
+def write_run_facts(study, out: Path, prog: str = "python -m examples.kd", extra: Sequence[str] = (),
+                    name: str = "measured", convergence: bool = True) -> dict:
+    """``measured``: the last recorded wall time of ``prog run`` with the current settings, KD's
+    convergence check (best accuracy at the configured epochs vs 3x as many) when measured and
+    ``convergence`` is set, then the sentences ``extra``. Writes ``measured.md`` / ``.rst`` in ``out``; returns ``{name: md}``."""
     from .report import md_table, rst_table
     from .runs import read_records
 
@@ -288,10 +294,10 @@ def write_run_facts(study, out: Path) -> dict:
     t = [r for r in read_records(study.root / "timing.jsonl") if r.get("settings") == study.settings_digest()]
     if t:
         r = t[-1]
-        lines.append(f"Wall time of `python -m examples.kd run` with these settings: {r['seconds'] / 60:.1f} min "
+        lines.append(f"Wall time of `{prog} run` with these settings: {r['seconds'] / 60:.1f} min "
                      f"({r['seconds']:.0f} s, started {r['utc_start']}, {r['threads']} thread(s) on {r['cpus']} "
                      f"cores, load average {r['load_start'][0]:.2f} at start and {r['load_end'][0]:.2f} at the end).")
-    conv = study.convergence_entries()
+    conv = study.convergence_entries() if convergence else []
     if conv:
         e0, e1 = conv[0]["epochs"]
         p = paired({c["seed"]: c["long"] for c in conv}, {c["seed"]: c["short"] for c in conv})
@@ -301,10 +307,11 @@ def write_run_facts(study, out: Path) -> dict:
         lines.append(f"Convergence check: the same KD student trained {e1} instead of {e0} epochs gains "
                      f"{fmt_ci(p['mean'], p['half'], signed=True)} points (paired over {p['n']} seed(s), 95 % "
                      f"interval), largest gain {max(c['long'] - c['short'] for c in conv):+.2f}.")
+    lines += list(extra)
     if not lines:
         return {}
     md = "\n\n".join(lines) + "\n" + ("\n" + md_table(rows) if rows else "")
     rst = "\n\n".join(lines).replace("`", "``") + "\n" + ("\n" + rst_table(rows) if rows else "")
     (out / "measured.md").write_text(md)
     (out / "measured.rst").write_text(rst)
-    return {"measured": md}
+    return {name: md}

@@ -548,13 +548,7 @@ class Study:
         stamps = {w: self._stamp(w) for w in ("fig1", "table3")}
         md = analysis.write_report(self, out, sweeps, stamps)
         md.update(analysis.write_run_facts(self, out))
-        if readme:
-            names = rep.block_names(readme)
-            unknown = [n for n in names if n not in md]
-            if not names or unknown:
-                raise RuntimeError(f"{readme}: blocks {unknown or '(none)'} are not in the report "
-                                   f"(it writes {', '.join(md)})")
-            for name in names:
-                rep.replace_block(readme, name, md[name])
+        if readme:  # the text study's blocks (text-*) in the same README are not this report's
+            rep.update_readme(readme, md, owns=lambda name: not name.startswith("text-"))
         self.log(f"report written to {out}" + (f"; README blocks updated in {readme}" if readme else ""))
         return md.get("table1", "")

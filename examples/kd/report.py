@@ -14,6 +14,7 @@ API
 ``bar_figure(panels, path, ylabel, title)``             bars with error bars, one panel per key of ``panels``
 ``replace_block(path, name, text) -> bool``             rewrite ``<!-- report:name -->...<!-- /report:name -->``
 ``block_names(path) -> list[str]``                      the names of the blocks a Markdown file holds
+``update_readme(path, md, owns) -> list[str]``          rewrite the blocks ``owns`` selects from ``md``
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 __all__ = ["mean_ci", "paired", "fmt_ci", "write_table", "rst_table", "md_table", "bar_figure",
-           "replace_block", "block_names", "plt"]
+           "replace_block", "block_names", "update_readme", "plt"]
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
@@ -188,3 +189,19 @@ def block_names(path) -> list[str]:
     not a block)."""
     text = Path(path).read_text()
     return [n for n in re.findall(r"<!-- report:([\w.-]+) -->", text) if f"<!-- /report:{n} -->" in text]
+
+
+def update_readme(path, md: Mapping[str, str], owns=lambda name: True) -> list[str]:
+    """Rewrite every block of the Markdown file ``path`` whose name ``owns(name)`` accepts with
+    ``md[name]``; returns their names. Two studies share one README (the image study's blocks
+    and the text study's ``text-*`` ones), so each rewrites only its own. Raises ``RuntimeError``
+    when the file holds none of its blocks, or one the report does not write (nothing is
+    changed then)."""
+    names = [n for n in block_names(path) if owns(n)]
+    unknown = [n for n in names if n not in md]
+    if not names or unknown:
+        raise RuntimeError(f"{path}: blocks {unknown or '(none)'} are not in the report "
+                           f"(it writes {', '.join(md)})")
+    for name in names:
+        replace_block(path, name, md[name])
+    return names

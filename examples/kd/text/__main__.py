@@ -11,6 +11,9 @@ Commands (finished training runs are reused, missing ones trained first):
   students train every student (KD, KD-aug, KD-i, KD-p x seeds)
   fig1     Fig. 1a/1b on text (teacher order vs hard-label order, original vs mixed)
   table4   Table 4 analogue (mean and 95 % interval over seeds, paired differences vs KD-aug)
+  report   write the generated report (setup, Table 4, Fig. 1, wall time; .md/.rst/.csv/.png) from
+           the finished runs of the current settings, without training: --out DIR (default
+           <run-dir>/report), --readme FILE rewrites its <!-- report:text-NAME --> blocks
 
 Profiles: quick (default), paper (``--profile``), or ``--config FILE.yaml``.
 Data: ``--dataset debian`` (default; this machine's package index), ``--dataset csv
@@ -23,7 +26,7 @@ import os
 import sys
 import time
 
-COMMANDS = ("run", "teacher", "students", "fig1", "table4")
+COMMANDS = ("run", "teacher", "students", "fig1", "table4", "report")
 
 
 def main(argv=None):
@@ -43,6 +46,7 @@ def main(argv=None):
 
         setup_determinism()
         t0 = time.perf_counter()
+        load0, utc0 = os.getloadavg(), time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         study = TextStudy(cfg)
     except (FileNotFoundError, ImportError, ValueError) as e:  # config, package, data, bad CSV: one line
         sys.exit(f"error: {e}")
@@ -62,8 +66,16 @@ def main(argv=None):
                 out.append(study.fig1())
             elif step == "table4":
                 out.append(study.table4())
+            elif step == "report":
+                study.report(a.out, a.readme)
     except (NonFiniteLoss, RunMissing) as e:
         sys.exit(f"error: {e}")
+    except RuntimeError as e:
+        if cmd != "report":
+            raise
+        sys.exit(f"error: {e}")  # a missing/stale analysis file or README block: one line
+    if cmd == "run":  # the wall time of a whole pipeline, for the report
+        study.record_wall_time(time.perf_counter() - t0, utc0, load0, os.getloadavg())
     if cmd == "run":
         print("\n" + "=" * 78)
         print("\n\n".join(o for o in out if o))
