@@ -196,3 +196,21 @@ def test_block_names(tmp_path):
     p.write_text("<!-- report:a -->\n<!-- /report:a -->\nx `<!-- report:NAME -->`\n<!-- report:fig4 -->\n"
                  "<!-- /report:fig4 -->\n")
     assert report.block_names(p) == ["a", "fig4"]
+
+
+def test_readme_blocks_are_the_committed_reports():
+    """Every ``<!-- report:NAME -->`` block of examples/kd/README.md is, byte for byte, the
+    generated file the docs include (docs/kd/quick/NAME.md; text-NAME: docs/kd/text-quick/NAME.md),
+    so the README and the docs quote one report and neither is edited by hand."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    readme = root / "examples" / "kd" / "README.md"
+    names = report.block_names(readme)
+    assert "table1" in names and "text-table4" in names
+    text = readme.read_text()
+    for name in names:
+        folder, base = ("text-quick", name[len("text-"):]) if name.startswith("text-") else ("quick", name)
+        block = text.split(f"<!-- report:{name} -->\n", 1)[1].split(f"<!-- /report:{name} -->", 1)[0]
+        generated = (root / "docs" / "kd" / folder / f"{base}.md").read_text()
+        assert block.rstrip("\n") == generated.rstrip("\n"), name
