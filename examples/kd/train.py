@@ -23,6 +23,8 @@ A loss that becomes NaN or infinite stops the run with :class:`NonFiniteLoss`; n
 
 The teacher's weights of its best test epoch are kept in ``best.pt`` (the paper selects the
 teacher with the best validation accuracy; students are distilled from that checkpoint).
+``best.pt`` and ``final.pt`` leave out frozen parameters (:func:`saved_weights`; the model's
+constructor rebuilds them and :func:`load_model` checks their digest).
 Evaluation reports top-1 and top-5 accuracy.
 
 CRD methods (``crd``, ``crd-aug``, ``crd-i``, ``crd-p``) add ``loss.crd_weight`` x the contrastive
@@ -59,7 +61,7 @@ from .losses import CRD_METHODS, build_loss, loss_params
 from .models import build_model
 
 __all__ = ["RunSpec", "train_run", "train_step", "image_loss", "make_optimizer", "run_identity", "state_digest",
-           "load_model", "dist_info", "setup_determinism", "evaluate", "NonFiniteLoss", "RunMissing",
+           "load_model", "saved_weights", "dist_info", "setup_determinism", "evaluate", "NonFiniteLoss", "RunMissing",
            "OPTIM_DEFAULTS"]
 
 OPTIM_DEFAULTS = dict(lr=0.1, lr_decay=0.2, milestones=[0.3, 0.6, 0.8], momentum=0.9, weight_decay=5e-4,
@@ -117,16 +119,37 @@ def run_identity(spec: RunSpec, cfg: dict, data_identity: dict, teacher_digest: 
     return ident
 
 
-def state_digest(model) -> str:
-    """SHA-256 (16 hex digits) of a network's weights and buffers (names, dtypes, shapes, bytes)."""
+def _tensors_digest(tensors: dict) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
+    for k, v in sorted(tensors.items()):
         t = v.detach().cpu().contiguous()
         h.update(f"{k}|{t.dtype}|{tuple(t.shape)}".encode())
         h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def state_digest(model) -> str:
+    """SHA-256 (16 hex digits) of a network's weights and buffers (names, dtypes, shapes, bytes)."""
+    return _tensors_digest(model.state_dict())
+
+
+def _frozen_names(model) -> list[str]:
+    return sorted(n for n, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad)
+
+
+def saved_weights(model) -> dict:
+    """What a run's ``best.pt`` / ``final.pt`` keeps of ``model``: ``model`` (its state) without the
+    frozen parameters, which the model's constructor rebuilds identically (the text study's
+    pretrained word embeddings: 47 MB of every run's file), with their names (``frozen``) and
+    digest (``frozen_digest``) so that :func:`load_model` can check the rebuilt ones."""
+    sd = model.state_dict()
+    frozen = [k for k in _frozen_names(model) if k in sd]
+    if not frozen:
+        return dict(model=sd)
+    return dict(model={k: v for k, v in sd.items() if k not in frozen}, frozen=frozen,
+                frozen_digest=_tensors_digest({k: sd[k] for k in frozen}))
 
 
 # ----------------------------------------------------------------------------- environment
@@ -229,7 +252,21 @@ def load_model(path, arch, num_classes, device, model_fn=build_model):
     mode. ``model_fn(arch, num_classes)`` builds it (the text study passes its own)."""
     m = model_fn(arch, num_classes).to(device)
     state = torch.load(path, map_location=device, weights_only=True)
-    m.load_state_dict(state["model"] if "model" in state else state)
+    if "model" not in state:  # a plain state dict (``teacher.checkpoint``): every tensor given
+        m.load_state_dict(state)
+        return m.eval()
+    frozen = list(state.get("frozen", []))
+    missing, unexpected = m.load_state_dict(state["model"], strict=False)
+    if unexpected or sorted(missing) != sorted(frozen):
+        extra = sorted(set(missing) - set(frozen))
+        raise RuntimeError(f"{path} does not fit {arch} with {num_classes} classes: "
+                           f"missing {extra[:3] or 'nothing'}, unexpected {sorted(unexpected)[:3] or 'nothing'}")
+    if frozen:
+        sd = m.state_dict()
+        if _tensors_digest({k: sd[k] for k in frozen}) != state.get("frozen_digest"):
+            raise RuntimeError(f"{path}: the {len(frozen)} frozen tensors that {arch} rebuilt (e.g. {frozen[0]}) "
+                               f"differ from those the run was trained with (another version of the "
+                               f"pretrained weights?)")
     return m.eval()
 
 
@@ -444,7 +481,7 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, te
         state["epoch"] = epoch + 1
         if rank == 0:
             if improved and spec.method == "teacher":  # the teacher students are distilled from
-                _atomic_save(dict(model=model.state_dict(), spec=asdict(spec), run_id=rid, epoch=epoch + 1,
+                _atomic_save(dict(saved_weights(model), spec=asdict(spec), run_id=rid, epoch=epoch + 1,
                                   test_acc=acc), out / "best.pt")
             _atomic_save(dict(model=model.state_dict(), optimizer=opt.state_dict(), state=state,
                               spec=asdict(spec), run_id=rid, crd=crd.state_dict() if crd is not None else None),
@@ -470,7 +507,7 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, te
                   loss_cfg=ident.get("loss", {}), world_size=world)
     record = runs.make_record(spec.name, ident, result)
     if rank == 0:
-        _atomic_save(dict(model=model.state_dict(), spec=asdict(spec), run_id=rid,
+        _atomic_save(dict(saved_weights(model), spec=asdict(spec), run_id=rid,
                           crd=crd.state_dict() if crd is not None else None), out / "final.pt")
         _atomic_text(json.dumps(record, indent=1), done)
         # A finished run is reused from result.json and final.pt: the resume checkpoint (weights

@@ -244,3 +244,38 @@ def test_cli_report_and_readme_blocks(tmp_path):
     readme.write_text(image_block)  # no text-* block: said, not silently skipped
     with pytest.raises(SystemExit, match="not in the report"):
         main(["report", "--out", str(out), "--readme", str(readme)] + args)
+
+
+def test_run_files_leave_out_frozen_embeddings_and_check_them(tmp_path):
+    """best.pt / final.pt keep the trained tensors only: the frozen word embeddings are rebuilt by
+    the model's constructor on loading, checked against the digest saved with the run."""
+    import functools
+
+    from examples.kd.train import load_model, saved_weights, state_digest
+
+    torch.manual_seed(0)
+    net = build_text_model("tiny[0]", 3)
+    with torch.no_grad():
+        net.head[-1].weight.add_(1.0)  # "trained": differs from a fresh model of the same seed
+    saved = saved_weights(net)
+    assert saved["frozen"] == ["encoder.embeddings.word_embeddings.weight"]
+    assert set(saved["model"]) == set(net.state_dict()) - set(saved["frozen"])
+    torch.save(dict(saved, spec={}), tmp_path / "final.pt")
+    back = load_model(tmp_path / "final.pt", "tiny[0]", 3, "cpu", model_fn=build_text_model)
+    assert state_digest(back) == state_digest(net)  # every tensor, frozen ones included
+
+    def other_embeddings(arch, c):
+        m = build_text_model(arch, c)
+        with torch.no_grad():
+            m.encoder.embeddings.word_embeddings.weight.mul_(2.0)
+        return m
+
+    with pytest.raises(RuntimeError, match="frozen tensors .* differ"):
+        load_model(tmp_path / "final.pt", "tiny[0]", 3, "cpu", model_fn=other_embeddings)
+    # the rebuilt embeddings are the trained ones whether or not the loading model freezes them
+    thawed = load_model(tmp_path / "final.pt", "tiny[0]", 3, "cpu",
+                        model_fn=functools.partial(build_text_model, freeze_embeddings=False))
+    assert state_digest(thawed) == state_digest(net)
+    torch.save(dict(saved_weights(build_text_model("tiny", 3)), spec={}), tmp_path / "two_layers.pt")
+    with pytest.raises(RuntimeError, match="does not fit tiny.0. with 3 classes: missing nothing, unexpected"):
+        load_model(tmp_path / "two_layers.pt", "tiny[0]", 3, "cpu", model_fn=build_text_model)
