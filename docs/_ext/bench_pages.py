@@ -170,6 +170,7 @@ def _plot(cases, png, title, xlabel):
         ax.set_xlabel(xlabel, fontsize=8)
         ax.set_ylabel("median time (s)", fontsize=8)
         ax.tick_params(labelsize=7)
+        _short_log_axes(ax)
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=6.5)
     for ax in list(axes.flat)[k:]:
@@ -177,6 +178,18 @@ def _plot(cases, png, title, xlabel):
     fig.suptitle(title, fontsize=10)
     fig.savefig(png, dpi=80)
     plt.close(fig)
+
+
+def _short_log_axes(ax):
+    """On a log axis spanning less than about a decade and a half matplotlib labels every minor
+    tick (3x, 4x, 6x ...), and the labels run into each other: keep only the 2x and 5x ones."""
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator
+
+    for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        if lo > 0 and hi > lo and math.log10(hi / lo) < 1.5:
+            axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+            axis.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False,
+                                                             minor_thresholds=(math.inf, math.inf)))
 
 
 def render(name, path: Path, out: Path, plots=True):
