@@ -27,12 +27,38 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
 
 SCHEMA = "treeiso-bench/1"
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def paired_times(fns, repeats):
+    """Median seconds of each of ``fns`` (after one warm-up call each), sampled in turn
+    (a, b, a, b, ...) so that a change in the machine's load during the run affects all of
+    them alike."""
+    for fn in fns:
+        fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return [float(statistics.median(ts)) for ts in times]
+
+
+def time_threads(res, family, n, rows, call, repeats):
+    """Time ``call(2)`` and ``call(1)`` (a thread count) in turn with :func:`paired_times`,
+    record them in ``res`` as ``"treeiso, 2 threads"`` (the family's reference) and
+    ``"treeiso, 1 thread"``, and return ``{2: seconds, 1: seconds}``."""
+    ts = dict(zip((2, 1), paired_times([lambda: call(2), lambda: call(1)], repeats)))
+    for threads in (2, 1):
+        res.add(family, n, f"treeiso, {threads} thread{'s' * (threads > 1)}", ts[threads], rows=rows)
+    return ts
 
 
 def machine():

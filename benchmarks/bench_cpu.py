@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _record import Results
+from _record import Results, time_threads
 
 HERE = Path(__file__).resolve().parent
 SHAPES = ("random", "caterpillar", "binary", "chain", "shuffled-chain", "star")
@@ -80,20 +80,6 @@ def median_time(fn, repeats, sample_s=1e-3):
             fn()
         times.append((time.perf_counter() - t0) / number)
     return float(np.median(times))
-
-
-def paired_times(fns, repeats):
-    """Median seconds of each of ``fns``, sampled in turn (a, b, a, b, ...) so that a change
-    in the machine's load during the run affects all of them alike."""
-    for fn in fns:
-        fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, ts in zip(fns, times):
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-    return [float(np.median(ts)) for ts in times]
 
 
 def peak_memory_child(shape, n):
@@ -203,13 +189,8 @@ def bench_threads(res, args):
     n = 100_000
     tree = treeiso.Tree(make_parent("random", n, rng))
     y = rng.normal(size=(64, n))
-    fam = "threads: fit, 64 rows of a random tree"
-    ts = dict(zip((2, 1), paired_times([lambda: treeiso.fit(y, tree, threads=2),
-                                        lambda: treeiso.fit(y, tree, threads=1)],
-                                       2 * args.repeats + 1)))
-    for threads in (2, 1):
-        res.add(fam, n, f"treeiso, {threads} thread{'s' * (threads > 1)}", ts[threads],
-                rows=64)
+    ts = time_threads(res, "threads: fit, 64 rows of a random tree", n, 64,
+                      lambda k: treeiso.fit(y, tree, threads=k), 2 * args.repeats + 1)
     one = median_time(lambda: treeiso.fit(y[0], tree), args.repeats)
     res.add("threads: fit, one row of a random tree", n, "treeiso", one)
     print(f"fit 64 x {n}: 1 thread {ts[1] * 1e3:.1f} ms, 2 threads {ts[2] * 1e3:.1f} ms, "
@@ -217,13 +198,8 @@ def bench_threads(res, args):
     c, b = 1000, 4096
     yt = (rng.normal(size=(b, c)) * 3).astype(np.float32)
     lab = np.argsort(rng.random((b, c)), axis=1)[:, :2]
-    fam = "threads: fit_topk, float32 rows, 2 labels"
-    ts = dict(zip((2, 1), paired_times([lambda: treeiso.fit_topk(yt, lab, threads=2),
-                                        lambda: treeiso.fit_topk(yt, lab, threads=1)],
-                                       4 * args.repeats + 1)))
-    for threads in (2, 1):
-        res.add(fam, c, f"treeiso, {threads} thread{'s' * (threads > 1)}", ts[threads],
-                rows=b)
+    ts = time_threads(res, "threads: fit_topk, float32 rows, 2 labels", c, b,
+                      lambda k: treeiso.fit_topk(yt, lab, threads=k), 4 * args.repeats + 1)
     print(f"fit_topk {b} x {c} float32: 1 thread {ts[1] * 1e3:.2f} ms, 2 threads "
           f"{ts[2] * 1e3:.2f} ms, speed-up {ts[1] / ts[2]:.2f}", flush=True)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 import treeiso
-from _record import Results
+from _record import Results, time_threads
 from treeiso import _torch_backend as tb
 
 TOPK_SIZES = [(256, 100), (256, 1000), (4096, 1000)]
@@ -133,19 +133,7 @@ def bench_threads(res, device, repeats):
     y = torch.randn(n_rows, c, generator=g) * 3
     lab = torch.stack([torch.randperm(c, generator=g)[:2] for _ in range(n_rows)])
     fam = "threads: fit_topk on CPU tensors, float32"
-    fns = {k: (lambda k=k: treeiso.fit_topk(y, lab, threads=k)) for k in (2, 1)}
-    for fn in fns.values():
-        fn()
-    samples = {2: [], 1: []}
-    for _ in range(2 * repeats + 1):  # in turn, so that a change of load hits both alike
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            samples[k].append(time.perf_counter() - t0)
-    ts = {k: statistics.median(v) for k, v in samples.items()}
-    for threads in (2, 1):
-        res.add(fam, c, f"treeiso, {threads} thread{'s' * (threads > 1)}", ts[threads],
-                rows=n_rows)
+    ts = time_threads(res, fam, c, n_rows, lambda k: treeiso.fit_topk(y, lab, threads=k), 2 * repeats + 1)
     print(f"{fam} {n_rows}x{c}: 1 thread {ts[1] * 1e3:.2f} ms, 2 threads "
           f"{ts[2] * 1e3:.2f} ms, speed-up {ts[1] / ts[2]:.2f}", flush=True)
 
