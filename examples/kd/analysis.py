@@ -22,7 +22,7 @@ from .report import bar_figure, fmt_ci, mean_ci, paired, write_table
 from .report import plt as _plt
 
 __all__ = ["order_stats", "table1", "sweep_figure", "write_table", "fig1_figure", "timing_table", "write_report",
-           "ROW_LABEL"]
+           "write_setup", "saved_analysis", "ROW_LABEL"]
 
 #: Table 1's rows, in order. ``kd-i-raw`` is the control: KD-i's extra beta-weighted term against
 #: the raw teacher (``calibrated_fraction = 0``), so KD-i minus it is the effect of calibration alone.
@@ -236,33 +236,44 @@ def saved_analysis(path: Path, stamp: dict, command: str, prog: str = "python -m
     return d
 
 
-def write_report(study, out: Path, sweeps: dict, stamps: dict) -> dict:
-    """The generated report of ``study`` (current runs only) in ``out``: ``setup``, ``table1``,
-    ``fig1``, ``table3`` and the sweeps as .md/.rst (+ .csv, .png). Returns name -> Markdown."""
+def write_setup(study, out: Path, data: str, extra: Sequence[tuple[str, str]] = ()) -> str:
+    """The report's ``setup`` table of ``study`` (the data as described by ``data``, teacher,
+    students, the ``(name, value)`` rows ``extra``, the loss settings the reported methods use,
+    the teacher's run) as ``setup.md`` and ``setup.rst`` in ``out``; returns the Markdown."""
+    from .losses import loss_params
     from .report import md_table, rst_table
 
-    out.mkdir(parents=True, exist_ok=True)
-    cfg, md = study.cfg, {}
-    d = cfg.get("data", {})
-    data_desc = (f"{d.get('name', 'glyphs')}: {study.data.num_classes} classes, {study.data.size('train')} train / "
-                 f"{study.data.size('test')} test images" + (f", {d.get('size')}x{d.get('size')}"
-                                                             if d.get("name", "glyphs") == "glyphs" else ""))
+    cfg = study.cfg
     # only the loss settings some reported method uses (a KD-family run has no CRD settings)
-    from .losses import loss_params
     loss = cfg.get("loss", {})
     used = set().union(*(loss_params(m, loss) for m in cfg.get("methods", [])))
-    setup = [{"": "data", "value": data_desc},
+    setup = [{"": "data", "value": data},
              {"": "teacher", "value": f"{cfg['teacher']['arch']}, {cfg['teacher']['epochs']} epochs, "
                                       f"best test accuracy {study.teacher_acc:.2f} %"},
              {"": "students", "value": f"{cfg['student']['arch']}, {cfg['student']['epochs']} epochs, seeds "
                                        f"{', '.join(map(str, cfg.get('seeds', [0])))}"},
+             *({"": name, "value": value} for name, value in extra),
              {"": "loss", "value": ", ".join(f"{k} {v}" for k, v in loss.items() if k in used)},
              {"": "teacher run", "value": study.teacher_record["run_id"]}]
-    md["setup"] = md_table(setup)
-    (out / "setup.md").write_text(md["setup"])
+    md = md_table(setup)
+    (out / "setup.md").write_text(md)
     (out / "setup.rst").write_text(rst_table(setup, title="Setup"))
-    md["table1"] = table1(study.table1_entries(), out, cfg.get("augs", ["mixup", "cutmix"]))
-    table1(study.table1_entries(), out / "last", cfg.get("augs", ["mixup", "cutmix"]), metric="last_acc")
+    return md
+
+
+def write_report(study, out: Path, sweeps: dict, stamps: dict) -> dict:
+    """The generated report of ``study`` (current runs only) in ``out``: ``setup``, ``table1``,
+    ``fig1``, ``table3`` and the sweeps as .md/.rst (+ .csv, .png). Returns name -> Markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    cfg, md = study.cfg, {}
+    d = cfg.get("data", {})
+    md["setup"] = write_setup(study, out, f"{d.get('name', 'glyphs')}: {study.data.num_classes} classes, "
+                                          f"{study.data.size('train')} train / {study.data.size('test')} test images"
+                                          + (f", {d.get('size')}x{d.get('size')}"
+                                             if d.get("name", "glyphs") == "glyphs" else ""))
+    entries = study.table1_entries()
+    md["table1"] = table1(entries, out, cfg.get("augs", ["mixup", "cutmix"]))
+    table1(entries, out / "last", cfg.get("augs", ["mixup", "cutmix"]), metric="last_acc")
     for name, cmd in (("fig1", "fig1"), ("table3", "table3")):
         if name not in cfg.get("pipeline", []):
             continue

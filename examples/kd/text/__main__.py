@@ -74,9 +74,8 @@ def main(argv=None):
         if cmd != "report":
             raise
         sys.exit(f"error: {e}")  # a missing/stale analysis file or README block: one line
-    if cmd == "run":  # the wall time of a whole pipeline, for the report
+    if cmd == "run":  # the wall time of a whole pipeline, for the report, then the tables
         study.record_wall_time(time.perf_counter() - t0, utc0, load0, os.getloadavg())
-    if cmd == "run":
         print("\n" + "=" * 78)
         print("\n\n".join(o for o in out if o))
     print(f"\n[{cmd}] done in {time.perf_counter() - t0:.0f}s; outputs in {study.root}/analysis")

@@ -118,26 +118,12 @@ class TextStudy(Study):
         cfg, md = self.cfg, {}
         out = Path(out_dir) if out_dir else self.root / "report"
         out.mkdir(parents=True, exist_ok=True)
-        d, m = cfg.get("data", {}), cfg.get("model", {})
-        from ..losses import loss_params
-
-        loss = cfg.get("loss", {})
-        used = set().union(*(loss_params(k, loss) for k in cfg.get("methods", [])))
-        o = cfg.get("optim", {})
-        setup = [{"": "data", "value": f"{d.get('name', 'debian')}: {self.data.num_classes} classes, "
-                                       f"{self.data.size('train')} train / {self.data.size('test')} test sentences, "
-                                       f"{m.get('max_len', 32)} tokens"},
-                 {"": "teacher", "value": f"{cfg['teacher']['arch']}, {cfg['teacher']['epochs']} epochs, "
-                                          f"best test accuracy {self.teacher_acc:.2f} %"},
-                 {"": "students", "value": f"{cfg['student']['arch']}, {cfg['student']['epochs']} epochs, seeds "
-                                           f"{', '.join(map(str, cfg.get('seeds', [0])))}"},
-                 {"": "optimiser", "value": f"{o.get('name', 'sgd')}, lr {o.get('lr')}, batch {o.get('batch_size')}, "
-                                            f"word embeddings {'frozen' if m.get('freeze_embeddings', True) else 'trained'}"},
-                 {"": "loss", "value": ", ".join(f"{k} {v}" for k, v in loss.items() if k in used)},
-                 {"": "teacher run", "value": self.teacher_record["run_id"]}]
-        md["text-setup"] = rep.md_table(setup)
-        (out / "setup.md").write_text(md["text-setup"])
-        (out / "setup.rst").write_text(rep.rst_table(setup, title="Setup"))
+        d, m, o = cfg.get("data", {}), cfg.get("model", {}), cfg.get("optim", {})
+        md["text-setup"] = analysis.write_setup(
+            self, out, f"{d.get('name', 'debian')}: {self.data.num_classes} classes, {self.data.size('train')} "
+                       f"train / {self.data.size('test')} test sentences, {m.get('max_len', 32)} tokens",
+            extra=[("optimiser", f"{o.get('name', 'sgd')}, lr {o.get('lr')}, batch {o.get('batch_size')}, word "
+                                 f"embeddings {'frozen' if m.get('freeze_embeddings', True) else 'trained'}")])
         md["text-table4"], _ = self._table4(entries, out)
         if "fig1" in cfg.get("pipeline", []):
             fig1 = analysis.saved_analysis(self.out / "fig1.json", self._stamp("fig1"), "fig1",
