@@ -20,8 +20,10 @@ are reused):
            current settings, without training: --out DIR (default <run-dir>/report),
            --readme FILE rewrites its <!-- report:NAME --> blocks
 
-Every run is identified by its full settings, the data's content (or generator parameters) and,
-for students, the teacher's weights: a finished run is reused only under the same identity;
+Every run is identified by its full settings, the data's content (or generator parameters) with
+its validation split, the CPU thread count and, for students, the teacher's weights: a finished
+run is reused only under the same identity; each run reports the test accuracy of the epoch that
+scores best on the validation split (data.val_fraction of the training set, default 0.1);
 --reuse-only never trains and stops, naming what differs, when a run is missing. The
 configuration is checked before anything runs (unknown keys, out-of-range values).
 
@@ -32,8 +34,11 @@ Methods (config ``methods``, or ``train --method``):
   kd-i     KD-aug + isotonic soft labels (Eq. 9)  crd-i    KD-i + CRD
   kd-p     KD-aug + order penalty (Eq. 12)        crd-p    KD-p + CRD
 
-Profiles: quick (default), full, gpu, paper (CIFAR-100, Table 1's eight pairs, both families),
+Profiles: quick (default), fmnist (Fashion-MNIST, the IDX files of ``apt-get install
+dataset-fashion-mnist``), full, gpu, paper (CIFAR-100, Table 1's eight pairs, both families),
 imagenet (Table 2), imagenet-cpu, pairs-cpu (``--profile``), or ``--config FILE.yaml``.
+Data: ``--dataset idx --data-root DIR`` reads MNIST, Fashion-MNIST or KMNIST IDX files (``.gz`` or
+not) in DIR or its subfolders.
 Distributed: ``torchrun --nproc_per_node=N -m examples.kd <command> ...``.
 """
 
@@ -52,8 +57,8 @@ TRAIN_AUGS = {"ce": ("none",), "kd": ("none",), "kd-aug": _MIXED, "kd-i": _MIXED
 
 
 def parse(argv=None, prog="python -m examples.kd", doc=__doc__, commands=COMMANDS,
-          profiles="quick | full | gpu | paper | pairs-cpu | imagenet | imagenet-cpu",
-          datasets="glyphs | cifar100 | cifar10 | npz | imagefolder | synthetic_imagefolder",
+          profiles="quick | fmnist | full | gpu | paper | pairs-cpu | imagenet | imagenet-cpu",
+          datasets="glyphs | cifar100 | cifar10 | npz | idx | imagefolder | synthetic_imagefolder",
           image_options=True):
     """Parse the command line; the text study (:mod:`examples.kd.text`) passes its own commands,
     profiles and datasets and leaves out the image study's ``train`` options (``--out`` and

@@ -21,15 +21,22 @@ import torch
 from .report import bar_figure, fmt_ci, mean_ci, paired, write_table
 from .report import plt as _plt
 
-__all__ = ["order_stats", "table1", "sweep_figure", "write_table", "fig1_figure", "timing_table", "write_report",
+__all__ = ["order_stats", "table1", "table1_selected", "sweep_figure", "write_table", "fig1_figure", "timing_table", "write_report",
            "write_setup", "saved_analysis", "ROW_LABEL"]
 
 #: Table 1's rows, in order. ``kd-i-raw`` is the control: KD-i's extra beta-weighted term against
 #: the raw teacher (``calibrated_fraction = 0``), so KD-i minus it is the effect of calibration alone.
-ROW_LABEL = {"kd": "KD", "kd-aug": "KD-aug", "kd-i": "KD-i", "kd-i-raw": "KD-i, raw teacher (control)",
-             "kd-p": "KD-p"}
+ROW_LABEL = {"ce": "Student alone (CE)", "kd": "KD", "kd-aug": "KD-aug", "kd-i": "KD-i",
+             "kd-i-raw": "KD-i, raw teacher (control)", "kd-p": "KD-p"}
+PANEL_LABEL = {"ce": "CE\n(student alone)", "kd-i-raw": "KD-i\nraw (control)"}  # shorter, for the bars
+UNMIXED_ROWS = ("ce", "kd")  # rows trained on un-mixed images: one row for every augmentation
 METHOD_LABEL = {"kd": "KD", "kd-aug": "KD-aug", "kd-i": "KD-i", "kd-p": "KD-p"}
 AUG_LABEL = {"none": "—", "mixup": "Mixup", "cutmix": "CutMix"}
+#: what each accuracy of a run's record is (all on the test set): titles and column headings
+METRIC_TITLE = {"sel_acc": "test accuracy at the validation-selected epoch", "last_acc": "last-epoch test accuracy",
+                "best_acc": "best test accuracy, as the paper reports"}
+METRIC_HEADER = {"sel_acc": "val-selected epoch (%)", "last_acc": "last epoch (%)",
+                 "best_acc": "best test epoch, as the paper reports (%)"}
 
 
 # ----------------------------------------------------------------------------- Fig. 1
@@ -111,72 +118,109 @@ def fig1_figure(stats: dict, out_dir: Path, stamp: dict | None = None) -> str:
 
 
 # ----------------------------------------------------------------------------- Table 1
+def _collect(entries, metrics):
+    """``acc[metric][(row, aug)][seed]`` and ``viol[(row, aug)]`` from Table 1's entries."""
+    acc = {m: defaultdict(dict) for m in metrics}
+    viol = defaultdict(list)
+    for e in entries:
+        key = (e["row"], "none" if e["row"] in UNMIXED_ROWS else e["aug"])
+        for m in metrics:
+            acc[m][key][e["seed"]] = float(e[m])
+        viol[key].append(float(e.get("violation", 0.0)))
+    return acc, viol
+
+
+def _deltas(rk, a, vals, acc, augs):
+    """The paired-difference cells of one row: vs KD-aug (of each augmentation, for KD) and, for
+    KD-i, vs its control; with the raw pairs."""
+    vs_aug = [paired(vals, acc.get(("kd-aug", b), {})) for b in ([a] if a != "none" else augs)]
+    d_aug = " / ".join(fmt_ci(p["mean"], p["half"], signed=True) for p in vs_aug) if rk != "kd-aug" else "—"
+    ctrl = paired(vals, acc.get(("kd-i-raw", a), {})) if rk == "kd-i" else None
+    cells = {"Δ vs KD-aug": d_aug if vs_aug and vs_aug[0]["n"] else "—",
+             "Δ vs control": fmt_ci(ctrl["mean"], ctrl["half"], signed=True) if ctrl and ctrl["n"] else "—"}
+    return cells, vs_aug, ctrl
+
+
 def table1(entries: list[dict], out_dir: Path, augs=("mixup", "cutmix"), metric="best_acc", name="table1",
-           title=None) -> str:
+           title=None, columns=(), header=None, figure=True, note_extra="") -> str:
     """Table 1 analogue from ``entries`` (dicts with ``row`` in :data:`ROW_LABEL`, ``aug``, ``seed``,
     ``metric``, ``violation``): mean with a 95 % t interval over seeds, the paired difference to
     KD-aug of the same augmentation and seed (95 % interval), and for KD-i the paired difference to
-    its control. KD uses no mixing; its row appears once. Writes ``<name>.{md,rst,csv,json,png}``
-    (the text study's Table 4: ``name="table4"`` and its own ``title``).
+    its control. KD uses no mixing; its row appears once. Writes ``<name>.{md,rst,csv,json}`` and,
+    with ``figure``, ``<name>.png`` (the text study's Table 4: ``name="table4"`` and its own ``title``).
+
+    ``columns``: ``(header, key)`` pairs of further accuracies shown as mean ± interval (the
+    differences use ``metric``); ``header``: the heading of ``metric``'s column.
     """
-    acc = defaultdict(dict)  # (row, aug) -> seed -> value
-    viol = defaultdict(list)
-    for e in entries:
-        key = (e["row"], "none" if e["row"] == "kd" else e["aug"])
-        acc[key][e["seed"]] = float(e[metric])
-        viol[key].append(float(e.get("violation", 0.0)))
-    rows, raw, panels = [], [], {AUG_LABEL[a]: [] for a in augs}
+    acc, viol = _collect(entries, [metric] + [k for _, k in columns])
+    main = acc[metric]
     mname = metric.replace("_", " ")
+    header = header or f"{mname} (%)"
+    rows, raw, panels = [], [], {AUG_LABEL[a]: [] for a in augs}
     for rk in ROW_LABEL:
-        for a in (["none"] if rk == "kd" else augs):
+        for a in (["none"] if rk in UNMIXED_ROWS else augs):
             key = (rk, a)
-            if key not in acc:
+            if key not in main:
                 continue
-            vals = acc[key]
+            vals = main[key]
             m, h = mean_ci(vals.values())
-            vs_aug = [paired(vals, acc.get(("kd-aug", b), {})) for b in ([a] if a != "none" else augs)]
-            d_aug = " / ".join(fmt_ci(p["mean"], p["half"], signed=True) for p in vs_aug) if rk != "kd-aug" else "—"
-            ctrl = paired(vals, acc.get(("kd-i-raw", a), {})) if rk == "kd-i" else None
-            rows.append({"method": ROW_LABEL[rk], "aug": AUG_LABEL[a], "seeds": len(vals),
-                         f"{mname} (%)": fmt_ci(m, h),
-                         "Δ vs KD-aug": d_aug if vs_aug and vs_aug[0]["n"] else "—",
-                         "Δ vs control": fmt_ci(ctrl["mean"], ctrl["half"], signed=True) if ctrl and ctrl["n"] else "—",
+            cells, vs_aug, ctrl = _deltas(rk, a, vals, main, augs)
+            rows.append({"method": ROW_LABEL[rk], "aug": AUG_LABEL[a], "seeds": len(vals), header: fmt_ci(m, h),
+                         **{hd: fmt_ci(*mean_ci(acc[k][key].values())) for hd, k in columns}, **cells,
                          "teacher order violated (%)": f"{100 * np.mean(viol[key]):.1f}"})
             raw.append(dict(row=rk, aug=a, seeds=list(vals), values=list(vals.values()), mean=m, ci95=h,
-                            paired_vs_kd_aug=vs_aug, paired_vs_control=ctrl, violation=float(np.mean(viol[key]))))
+                            paired_vs_kd_aug=vs_aug, paired_vs_control=ctrl, violation=float(np.mean(viol[key])),
+                            **{k: list(acc[k][key].values()) for _, k in columns}))
             for b in ([a] if a != "none" else augs):
-                panels[AUG_LABEL[b]].append((ROW_LABEL[rk].replace(", raw teacher (control)", "\nraw (control)"), m, h,
-                                             list(vals.values())))
-    note = (f"Mean ± 95 % t-interval half width over seeds; Δ: paired over seeds (KD's Δ: vs KD-aug with "
-            f"{' / '.join(AUG_LABEL[a] for a in augs)}).")
+                panels[AUG_LABEL[b]].append((PANEL_LABEL.get(rk, ROW_LABEL[rk]), m, h, list(vals.values())))
+    unmixed = "KD's and CE's" if any(r["row"] == "ce" for r in raw) else "KD's"
+    note = (f"Mean ± 95 % t-interval half width over seeds; Δ: paired over seeds ({unmixed} Δ: vs KD-aug with "
+            f"{' / '.join(AUG_LABEL[a] for a in augs)}).{note_extra}")
     if any(r["row"] == "kd-i-raw" for r in raw):
         note += (" Control: KD-i's extra β-weighted term against the raw teacher (calibrated fraction 0); "
                  "KD-i's Δ vs control is the effect of the calibration alone.")
     else:  # no control row was trained: no column of dashes, no note about it
         for r in rows:
             del r["Δ vs control"]
-    md = write_table(rows, out_dir / name, title or f"Table 1 analogue ({mname})", note)
+    md = write_table(rows, out_dir / name, title or f"Table 1 analogue ({METRIC_TITLE.get(metric, mname)})", note)
     (out_dir / f"{name}.json").write_text(json.dumps(raw, indent=1))
-    if metric == "best_acc" and any(panels.values()):
-        bar_figure({k: v for k, v in panels.items() if v}, out_dir / f"{name}.png",
-                   f"student {mname} (%)",
+    if figure and any(panels.values()):
+        bar_figure({k: v for k, v in panels.items() if v}, out_dir / f"{name}.png", f"student {header}",
                    "Table 1: mean and 95 % interval over seeds (dots: seeds)" if title is None else
                    f"{title.split(' (')[0]}:\nmean and 95 % interval over seeds (dots: seeds)")
     return md
+
+
+def table1_selected(entries: list[dict], out_dir: Path, augs) -> tuple[str, str]:
+    """The image study's Table 1: the test accuracy at each run's validation-selected epoch (the
+    differences use it), at its last epoch, and at its best test epoch labelled as the paper's
+    choice (``<out_dir>/table1.*``); the same with differences of the last epoch in
+    ``<out_dir>/last/``. Returns both Markdown tables."""
+    cols = [(METRIC_HEADER["last_acc"], "last_acc"), (METRIC_HEADER["best_acc"], "best_acc")]
+    note = (" Accuracies on the test set: at the epoch selected on the validation split (Δs use it), at the "
+            "last epoch, and at the best test epoch, which is what the paper reports (chosen on the test set "
+            "itself, so optimistic).")
+    md = table1(entries, out_dir, augs, metric="sel_acc", columns=cols, header=METRIC_HEADER["sel_acc"],
+                note_extra=note)
+    md_last = table1(entries, out_dir / "last", augs, metric="last_acc", header=METRIC_HEADER["last_acc"],
+                     figure=False)
+    return md, md_last
 
 
 # ----------------------------------------------------------------------------- Figs. 4 and 5
 def sweep_figure(entries: list[dict], out_dir: Path, name: str, xlabel: str, title: str) -> str:
     """Accuracy (mean with a 95 % t interval over seeds) against a swept loss setting (Fig. 4, 5).
 
-    ``entries``: dicts with ``x`` (the setting), ``seed`` and ``best_acc``.
+    ``entries``: dicts with ``x`` (the setting), ``seed`` and ``sel_acc`` (the test accuracy at
+    the run's validation-selected epoch).
     """
     by = defaultdict(dict)
     for e in entries:
-        by[float(e["x"])][e["seed"]] = float(e["best_acc"])
+        by[float(e["x"])][e["seed"]] = float(e["sel_acc"])
     xs = sorted(by)
     cis = [mean_ci(by[x].values()) for x in xs]
-    rows = [{xlabel: f"{x:g}", "seeds": len(by[x]), "best_acc (%)": fmt_ci(m, h)} for x, (m, h) in zip(xs, cis)]
+    col = f"test acc, {METRIC_HEADER['sel_acc']}"
+    rows = [{xlabel: f"{x:g}", "seeds": len(by[x]), col: fmt_ci(m, h)} for x, (m, h) in zip(xs, cis)]
     md = write_table(rows, out_dir / name, title.replace("\n", " "), "Mean ± 95 % t-interval half width over seeds.")
     (out_dir / f"{name}.json").write_text(json.dumps({f"{x:g}": by[x] for x in xs}, indent=1))
     plt = _plt()
@@ -236,6 +280,42 @@ def saved_analysis(path: Path, stamp: dict, command: str, prog: str = "python -m
     return d
 
 
+_SELECTED_ON = {"val": "selected on the validation split", "test": "the best test epoch; no validation split",
+                "given weights": "given weights, not trained"}
+
+
+def _selected_text(rec: dict) -> str:
+    """``test accuracy 84.10 % at epoch 27 (selected on the validation split)`` of a run's record."""
+    on = rec.get("selected_on", "test")
+    return f"test accuracy {rec['sel_acc']:.2f} % at epoch {rec['sel_epoch']} ({_SELECTED_ON.get(on, on)})"
+
+
+def image_setup_rows(study) -> list[tuple[str, str]]:
+    """The image study's setup rows beyond :func:`write_setup`'s: the data, the validation split
+    and the thread count (the last two are part of every run's identity)."""
+    d, data = study.cfg.get("data", {}), study.data
+    name = d.get("name", "glyphs")
+    where = f" ({data.source['folder']})" if getattr(data, "source", {}).get("folder") else ""
+    val = data.size("val") if "val" in data.splits else 0
+    shape = tuple(data.x_train.shape[-2:]) if hasattr(data, "x_train") else None
+    native = getattr(data, "source", {}).get("native")
+    px = f", {shape[0]}x{shape[1]}" if shape else ""
+    if native and shape and tuple(native) != shape:
+        px += f" (stored {native[0]}x{native[1]}, area-averaged)"
+    split = data.identity.get("split", {})
+    threads = study.teacher_record.get("identity", {}).get("threads")
+    rows = [("data", f"{name}{where}: {data.num_classes} classes, {data.size('train')} train / {val} validation / "
+                     f"{data.size('test')} test images{px}"),
+            ("model selection", f"validation split: {100 * split.get('val_fraction', 0):g} % of each class of the "
+                                f"training {'file' if name == 'idx' else 'set'} ({val} images, never trained on; "
+                                f"data.seed {split.get('seed', 0)}); every run, the teacher included, reports the test "
+                                f"accuracy of its best validation epoch" if val else
+                                "no validation split (data.val_fraction 0): the best test epoch, as the paper")]
+    if threads is not None:
+        rows.append(("threads", f"{threads} torch thread(s) on the CPU (part of every run's identity)"))
+    return rows
+
+
 def write_setup(study, out: Path, data: str, extra: Sequence[tuple[str, str]] = ()) -> str:
     """The report's ``setup`` table of ``study`` (the data as described by ``data``, teacher,
     students, the ``(name, value)`` rows ``extra``, the loss settings the reported methods use,
@@ -249,7 +329,7 @@ def write_setup(study, out: Path, data: str, extra: Sequence[tuple[str, str]] = 
     used = set().union(*(loss_params(m, loss) for m in cfg.get("methods", [])))
     setup = [{"": "data", "value": data},
              {"": "teacher", "value": f"{cfg['teacher']['arch']}, {cfg['teacher']['epochs']} epochs, "
-                                      f"best test accuracy {study.teacher_acc:.2f} %"},
+                                      f"{_selected_text(study.teacher_record)}"},
              {"": "students", "value": f"{cfg['student']['arch']}, {cfg['student']['epochs']} epochs, seeds "
                                        f"{', '.join(map(str, cfg.get('seeds', [0])))}"},
              *({"": name, "value": value} for name, value in extra),
@@ -266,14 +346,10 @@ def write_report(study, out: Path, sweeps: dict, stamps: dict) -> dict:
     ``fig1``, ``table3`` and the sweeps as .md/.rst (+ .csv, .png). Returns name -> Markdown."""
     out.mkdir(parents=True, exist_ok=True)
     cfg, md = study.cfg, {}
-    d = cfg.get("data", {})
-    md["setup"] = write_setup(study, out, f"{d.get('name', 'glyphs')}: {study.data.num_classes} classes, "
-                                          f"{study.data.size('train')} train / {study.data.size('test')} test images"
-                                          + (f", {d.get('size')}x{d.get('size')}"
-                                             if d.get("name", "glyphs") == "glyphs" else ""))
+    (_, data), *extra = image_setup_rows(study)
+    md["setup"] = write_setup(study, out, data, extra)
     entries = study.table1_entries()
-    md["table1"] = table1(entries, out, cfg.get("augs", ["mixup", "cutmix"]))
-    table1(entries, out / "last", cfg.get("augs", ["mixup", "cutmix"]), metric="last_acc")
+    md["table1"], _ = table1_selected(entries, out, cfg.get("augs", ["mixup", "cutmix"]))
     for name, cmd in (("fig1", "fig1"), ("table3", "table3")):
         if name not in cfg.get("pipeline", []):
             continue
@@ -296,7 +372,7 @@ def write_report(study, out: Path, sweeps: dict, stamps: dict) -> dict:
 def write_run_facts(study, out: Path, prog: str = "python -m examples.kd", extra: Sequence[str] = (),
                     name: str = "measured", convergence: bool = True) -> dict:
     """``measured``: the last recorded wall time of ``prog run`` with the current settings, KD's
-    convergence check (best accuracy at the configured epochs vs 3x as many) when measured and
+    convergence check (accuracy at the configured epochs vs 3x as many) when measured and
     ``convergence`` is set, then the sentences ``extra``. Writes ``measured.md`` / ``.rst`` in ``out``; returns ``{name: md}``."""
     from .report import md_table, rst_table
     from .runs import read_records
@@ -312,11 +388,12 @@ def write_run_facts(study, out: Path, prog: str = "python -m examples.kd", extra
     if conv:
         e0, e1 = conv[0]["epochs"]
         p = paired({c["seed"]: c["long"] for c in conv}, {c["seed"]: c["short"] for c in conv})
-        rows = [{"seed": c["seed"], f"KD best acc, {e0} epochs (%)": f"{c['short']:.2f}",
-                 f"KD best acc, {e1} epochs (%)": f"{c['long']:.2f}",
+        rows = [{"seed": c["seed"], f"KD, {e0} epochs (%)": f"{c['short']:.2f}",
+                 f"KD, {e1} epochs (%)": f"{c['long']:.2f}",
                  "difference": f"{c['long'] - c['short']:+.2f}"} for c in conv]
         lines.append(f"Convergence check: the same KD student trained {e1} instead of {e0} epochs gains "
-                     f"{fmt_ci(p['mean'], p['half'], signed=True)} points (paired over {p['n']} seed(s), 95 % "
+                     f"{fmt_ci(p['mean'], p['half'], signed=True)} points of test accuracy at its validation-selected "
+                     f"epoch (paired over {p['n']} seed(s), 95 % "
                      f"interval), largest gain {max(c['long'] - c['short'] for c in conv):+.2f}.")
     lines += list(extra)
     if not lines:

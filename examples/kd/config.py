@@ -15,7 +15,8 @@ from .schema import AnyOf, Bool, Choice, ConfigError, Float, Int, ListOf, Str, v
 __all__ = ["load_config", "apply_override", "PROFILES", "SCHEMA", "STEPS", "check_config", "ConfigError"]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-PROFILES = ("quick", "full", "gpu", "paper", "pairs-cpu", "imagenet", "imagenet-cpu")
+SOURCES = ("glyphs", "cifar100", "cifar10", "npz", "idx", "imagefolder", "synthetic_imagefolder")  # = data.SOURCES
+PROFILES = ("quick", "fmnist", "full", "gpu", "paper", "pairs-cpu", "imagenet", "imagenet-cpu")
 STEPS = ("data", "teacher", "teachers", "students", "fig1", "table1", "table2", "table3", "fig4", "fig5", "report")
 METHODS = ("ce", "kd", "kd-aug", "kd-i", "kd-p", "crd", "crd-aug", "crd-i", "crd-p")  # = losses.METHODS
 MODEL_NAMES = ("densenet121", "googlenet", "resnet101", "resnet110", "resnet14", "resnet18", "resnet20",
@@ -29,11 +30,12 @@ _arch = Choice(*MODEL_NAMES)
 SCHEMA = {
     "profile": Str(), "run_dir": Str(), "device": Str(), "threads": AnyOf(Choice("auto"), Int(min=0)),
     "seeds": ListOf(Int(min=0), min_len=1, unique=True),
-    "data": {"name": Choice("glyphs", "cifar100", "cifar10", "npz", "imagefolder", "synthetic_imagefolder"),
-             "workers": Int(min=0),
-             "num_classes": Int(min=2, max=1000), "train_per_class": Int(min=1), "test_per_class": Int(min=1),
-             "size": Int(min=4), "seed": Int(min=0), "root": Str(none=True), "cache_dir": Str(none=True),
-             "flip": Bool(), "pad": Int(min=0), "resize": Int(min=1)},
+    # train_per_class, test_per_class, size: null (every image, as stored) is for idx data only
+    "data": {"name": Choice(*SOURCES), "workers": Int(min=0),
+             "num_classes": Int(min=2, max=1000), "train_per_class": Int(min=1, none=True),
+             "test_per_class": Int(min=1, none=True), "size": Int(min=4, none=True), "seed": Int(min=0),
+             "root": Str(none=True), "cache_dir": Str(none=True), "flip": Bool(), "pad": Int(min=0),
+             "resize": Int(min=1), "val_fraction": Float(min=0, max=0.5)},
     "teacher": {"arch": _arch, "epochs": Int(min=1), "seed": Int(min=0), "checkpoint": Str(none=True)},
     "student": {"arch": _arch, "epochs": Int(min=1)},
     "optim": {"lr": Float(**_pos), "lr_decay": Float(min=0, max=1, min_open=True),
@@ -52,6 +54,7 @@ SCHEMA = {
                  "fractions": ListOf(Float(**_unit), min_len=1, unique=True),
                  "sigmas": ListOf(Float(min=0), min_len=1, unique=True),
                  "sweep_aug": Choice("mixup", "cutmix"), "timing_aug": Choice("mixup", "cutmix"),
+                 "sweep_seeds": ListOf(Int(min=0), min_len=1, unique=True, none=True),
                  "control": Bool()},
     "pipeline": ListOf(Choice(*STEPS), min_len=1),
     "time_budget": Float(none=True, **_pos), "resume": Bool(), "reuse_only": Bool(), "progress": Bool(),

@@ -16,6 +16,9 @@ Sources (``data.name``):
   (``--data-root`` may be the folder itself or its parent).
 * ``npz``: one file (``--data-root``) with ``x_train, y_train, x_test, y_test``; images uint8
   (0..255) or float (0..1), NHWC or NCHW, 1 or 3 channels.
+* ``idx``: the IDX files of MNIST, Fashion-MNIST or KMNIST (``train-images-idx3-ubyte[.gz]`` and
+  the other three) in ``--data-root`` or one of its subfolders, with an optional class-balanced
+  subset and downsampling (see :mod:`examples.kd.idx`).
 * ``imagefolder``: an ImageNet-layout tree ``<root>/train/<class>/*.JPEG`` and
   ``<root>/val/<class>/*`` (class = sub-folder name, sorted), streamed through a
   ``torch.utils.data.DataLoader`` with ``data.workers`` worker processes and a
@@ -26,6 +29,10 @@ Sources (``data.name``):
 
 In-memory sets (all but ``imagefolder``) are uint8 NCHW tensors; batches are cropped (padding
 ``size // 8``), optionally flipped and normalised on the fly with a per-epoch generator.
+
+Every source holds out a validation split of its training set (``data.val_fraction``, default
+0.1, class-stratified, drawn with ``data.seed``; :mod:`examples.kd.split`) on which each run
+selects its reported epoch.
 """
 
 from __future__ import annotations
@@ -42,9 +49,14 @@ import numpy as np
 import torch
 
 from .folder import ImageFolderData, make_image_folder
+from .idx import class_subset, idx_identity, load_idx
+from .split import VAL_FRACTION, split_identity, validation_split
 
-__all__ = ["ImageData", "load_data", "data_identity", "make_glyphs", "load_cifar", "load_npz", "check_arrays",
-           "ImageFolderData", "make_image_folder"]
+__all__ = ["ImageData", "load_data", "data_identity", "make_glyphs", "load_cifar", "load_npz", "load_idx",
+           "check_arrays", "ImageFolderData", "make_image_folder", "SOURCES"]
+
+#: the values of ``data.name``
+SOURCES = ("glyphs", "cifar100", "cifar10", "npz", "idx", "imagefolder", "synthetic_imagefolder")
 
 
 # ----------------------------------------------------------------------------- synthetic glyphs
@@ -321,7 +333,9 @@ def load_npz(path) -> dict:
 # ----------------------------------------------------------------------------- in-memory batches
 @dataclass
 class ImageData:
-    """An in-memory image set: uint8 NCHW ``x_*``, int64 ``y_*``, and the train-time transform."""
+    """An in-memory image set: uint8 NCHW ``x_*``, int64 ``y_*`` of the splits ``train``, ``val``
+    (held out of the training set for model selection; may be empty) and ``test``, and the
+    train-time transform. Images are normalised with the training split's channel statistics."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
@@ -331,19 +345,33 @@ class ImageData:
     flip: bool = True
     pad: int = 4
     name: str = "glyphs"
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
 
     def __post_init__(self):
         x = self.x_train.float() / 255
         self.mean = x.mean((0, 2, 3)).view(1, 3, 1, 1)
         self.std = x.std((0, 2, 3)).clamp_min(1e-3).view(1, 3, 1, 1)
+        if self.x_val is None:
+            self.x_val, self.y_val = self.x_train[:0], self.y_train[:0]
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits that hold images (``val`` only when a validation split was held out)."""
+        return ("train", "val", "test") if len(self.y_val) else ("train", "test")
+
+    def _split(self, split):
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"unknown split {split!r}; choose train, val or test")
+        return getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
 
     def size(self, split):
-        return len(self.y_train if split == "train" else self.y_test)
+        return len(self._split(split)[1])
 
     def get(self, split, idx, device, gen=None):
         """Batch ``idx`` of ``split`` as normalised float images on ``device`` (train: crop+flip)."""
-        x = (self.x_train if split == "train" else self.x_test)[idx]
-        y = (self.y_train if split == "train" else self.y_test)[idx]
+        xs, ys = self._split(split)
+        x, y = xs[idx], ys[idx]
         if split == "train" and gen is not None:
             x = _crop_flip(x, self.pad, self.flip, gen)
         x = x.to(device, non_blocking=True).float().div_(255)
@@ -365,9 +393,38 @@ def _crop_flip(x: torch.Tensor, pad: int, flip: bool, gen) -> torch.Tensor:
     return x.contiguous()
 
 
+def _glyph_args(cfg: dict) -> dict:
+    """The glyph generator's arguments from a ``data`` section (defaults of :func:`make_glyphs`)."""
+    args = {k: cfg.get(k, d) for k, d in (("num_classes", 100), ("train_per_class", 500), ("test_per_class", 100),
+                                          ("size", 32), ("seed", 0))}
+    nulls = [k for k, v in args.items() if v is None]
+    if nulls:
+        raise ValueError(f"glyphs: data.{nulls[0]} must be an integer (null, 'every image' or 'as stored', "
+                         f"is for idx data)")
+    return args
+
+
+def _idx_args(cfg: dict) -> dict:
+    return dict(train_per_class=cfg.get("train_per_class"), test_per_class=cfg.get("test_per_class"),
+                size=cfg.get("size"), seed=cfg.get("seed", 0))
+
+
+def _split(d: dict, cfg: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, val)`` indices into ``d["y_train"]``: the validation split, then, for idx data with
+    ``train_per_class``, a class-balanced subset of what it leaves (so a small training subset
+    still gets a validation split of the whole file's share)."""
+    frac, seed = float(cfg.get("val_fraction", VAL_FRACTION)), int(cfg.get("seed", 0))
+    tr, va = validation_split(d["y_train"], frac, seed)
+    if cfg.get("name") == "idx" and cfg.get("train_per_class") is not None:
+        tr = tr[class_subset(d["y_train"][tr], cfg["train_per_class"], seed, d["train_labels_file"] +
+                             " (after the validation split)")]
+    return tr, va
+
+
 def data_identity(cfg: dict) -> dict:
     """What determines the data a config loads: the generator's parameters (glyphs) or a content
-    hash of the file(s) (cifar, npz), plus the train-time transform. Part of every run's identity.
+    hash of the file(s) (cifar, npz, idx; for idx also its subset and size), plus the train-time
+    transform. Part of every run's identity, with the validation split (added by :func:`load_data`).
 
     ``imagefolder`` trees are identified by their listing (relative paths and sizes), not by
     hashing every image.
@@ -377,9 +434,7 @@ def data_identity(cfg: dict) -> dict:
     name = cfg.get("name", "glyphs")
     root = cfg.get("root")
     if name == "glyphs":
-        return {"name": name, "generator": _glyph_key(cfg.get("num_classes", 100), cfg.get("train_per_class", 500),
-                                                      cfg.get("test_per_class", 100), cfg.get("size", 32),
-                                                      cfg.get("seed", 0))}
+        return {"name": name, "generator": _glyph_key(**_glyph_args(cfg))}
     if name in ("cifar100", "cifar10"):
         folder = _cifar_folder(root, name)
         files = _CIFAR_FILES[name][0] + _CIFAR_FILES[name][1]
@@ -387,6 +442,8 @@ def data_identity(cfg: dict) -> dict:
     if name == "npz":
         load_npz(root)  # checks the file before anything is trained
         return {"name": name, "file": file_digest(root)}
+    if name == "idx":
+        return idx_identity(root, **_idx_args(cfg))
     if name == "synthetic_imagefolder":
         return {"name": name, "generator": _folder_key(cfg)}
     if name == "imagefolder":
@@ -396,8 +453,7 @@ def data_identity(cfg: dict) -> dict:
         r = Path(root)
         listing = sorted((f.relative_to(r).as_posix(), f.stat().st_size) for f in r.rglob("*") if f.is_file())
         return {"name": name, "listing": config_digest({"files": listing})}
-    raise ValueError(f"unknown data.name {name!r}; choose glyphs, cifar100, cifar10, npz, imagefolder, "
-                     f"synthetic_imagefolder")
+    raise ValueError(f"unknown data.name {name!r}; choose {', '.join(SOURCES)}")
 
 
 def _folder_key(cfg) -> dict:
@@ -406,38 +462,55 @@ def _folder_key(cfg) -> dict:
                 te=int(cfg.get("test_per_class", 4)), seed=int(cfg.get("seed", 0)))
 
 
-def load_data(cfg: dict, run_dir) -> "ImageData | ImageFolderData":
-    """Build the data set described by a config's ``data`` section (see module docstring).
-
-    The result carries ``identity``: :func:`data_identity` plus the effective transform.
-    """
+def _arrays(cfg: dict, run_dir) -> tuple[dict, bool]:
+    """The arrays of an in-memory source and its default for horizontal flips."""
     name = cfg.get("name", "glyphs")
     root = cfg.get("root")
     if name == "glyphs":
-        cache = cfg.get("cache_dir") or str(Path(run_dir) / "data")
-        d = make_glyphs(cfg.get("num_classes", 100), cfg.get("train_per_class", 500),
-                        cfg.get("test_per_class", 100), cfg.get("size", 32), cfg.get("seed", 0), cache)
-        flip = cfg.get("flip", False)
-    elif name in ("cifar100", "cifar10"):
-        d, flip = load_cifar(root, name), cfg.get("flip", True)
-    elif name == "npz":
-        d, flip = load_npz(root), cfg.get("flip", True)
-    elif name in ("imagefolder", "synthetic_imagefolder"):
-        if name == "synthetic_imagefolder":
-            key = _folder_key(cfg)
-            tag = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-            root = make_image_folder(Path(cfg.get("cache_dir") or Path(run_dir) / "data") / f"folder_{tag}",
-                                     key["c"], key["tr"], key["te"], seed=key["seed"])
-            cfg = dict(cfg, root=str(root))
-        out = ImageFolderData(root, cfg.get("size", 224), cfg.get("resize", 256), cfg.get("workers", 4))
-        out.identity = dict(data_identity(cfg), size=out.size_px, resize=out.resize)
-        return out
-    else:
-        raise ValueError(f"unknown data.name {name!r}; choose glyphs, cifar100, cifar10, npz, imagefolder, "
-                         f"synthetic_imagefolder")
-    t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in d.items()}
+        return make_glyphs(**_glyph_args(cfg), cache_dir=cfg.get("cache_dir") or str(Path(run_dir) / "data")), False
+    if name in ("cifar100", "cifar10"):
+        return load_cifar(root, name), True
+    if name == "npz":
+        return load_npz(root), True
+    if name == "idx":  # digits and characters are not mirror-symmetric: no flips unless asked
+        return load_idx(root, **dict(_idx_args(cfg), train_per_class=None)), False
+    raise ValueError(f"unknown data.name {name!r}; choose {', '.join(SOURCES)}")
+
+
+def _folder_data(cfg: dict, run_dir) -> ImageFolderData:
+    root = cfg.get("root")
+    if cfg.get("name") == "synthetic_imagefolder":
+        key = _folder_key(cfg)
+        tag = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+        root = make_image_folder(Path(cfg.get("cache_dir") or Path(run_dir) / "data") / f"folder_{tag}",
+                                 key["c"], key["tr"], key["te"], seed=key["seed"])
+        cfg = dict(cfg, root=str(root))
+    out = ImageFolderData(root, cfg.get("size", 224), cfg.get("resize", 256), cfg.get("workers", 4),
+                          val_fraction=cfg.get("val_fraction", VAL_FRACTION), seed=cfg.get("seed", 0))
+    out.identity = dict(data_identity(cfg), size=out.size_px, resize=out.resize, split=out.split)
+    return out
+
+
+def load_data(cfg: dict, run_dir) -> "ImageData | ImageFolderData":
+    """Build the data set described by a config's ``data`` section (see module docstring), with
+    the validation split of :mod:`examples.kd.split` (``data.val_fraction``) held out of the
+    training set.
+
+    The result carries ``identity``: :func:`data_identity` plus the effective transform and the split.
+    """
+    if cfg.get("name", "glyphs") in ("imagefolder", "synthetic_imagefolder"):
+        return _folder_data(cfg, run_dir)
+    d, flip = _arrays(cfg, run_dir)
+    flip = cfg.get("flip", flip)
+    tr, va = _split(d, cfg)
+    t = {k: torch.from_numpy(np.ascontiguousarray(d[k])) for k in ("x_train", "y_train", "x_test", "y_test")}
     nc = int(max(t["y_train"].max(), t["y_test"].max())) + 1
     pad = cfg.get("pad", max(1, t["x_train"].shape[-1] // 8))
-    out = ImageData(t["x_train"], t["y_train"], t["x_test"], t["y_test"], nc, flip, pad, name)
-    out.identity = dict(data_identity(cfg), flip=bool(flip), pad=int(pad))
+    tr, va = torch.from_numpy(tr), torch.from_numpy(va)
+    out = ImageData(t["x_train"][tr], t["y_train"][tr], t["x_test"], t["y_test"], nc, flip, pad,
+                    cfg.get("name", "glyphs"), x_val=t["x_train"][va], y_val=t["y_train"][va])
+    out.identity = dict(data_identity(cfg), flip=bool(flip), pad=int(pad),
+                        split=split_identity(float(cfg.get("val_fraction", VAL_FRACTION)), int(cfg.get("seed", 0)),
+                                             va.numpy()))
+    out.source = {k: d[k] for k in ("folder", "native") if k in d}
     return out

@@ -8,8 +8,9 @@ Teacher/student pairs: ``pairs: [[teacher, student], ...]`` (default: the one pa
 ``teacher.arch -> student.arch``, the *main* pair). Students of the main pair keep the names
 ``<row>_<aug>_s<seed>``; other pairs' names start with ``<teacher>-<student>_``. Fig. 1, Table 3,
 the sweeps and the report use the main pair; ``table1`` also writes the paper's layout over every
-pair (:func:`examples.kd.tables.table1_pairs`). Students learn from the teacher's best test epoch
-(``best.pt``), or from given weights (``teacher.checkpoint``, evaluated, not trained).
+pair (:func:`examples.kd.tables.table1_pairs`). Students learn from the teacher's selected epoch
+(``best.pt``: the best on the validation split), or from given weights (``teacher.checkpoint``,
+evaluated, not trained).
 """
 
 from __future__ import annotations
@@ -27,10 +28,13 @@ from .augment import mix_batch
 from .data import load_data
 from .losses import SINGLE_VIEW, build_loss
 from .models import build_model
-from .train import (RunSpec, dist_info, evaluate, load_model, make_optimizer, run_identity, state_digest,
-                    train_run, train_step)
+from .train import (RunSpec, cpu_threads, dist_info, evaluate, has_validation, load_model, make_optimizer,
+                    run_identity, state_digest, train_run, train_step)
 
-__all__ = ["Study"]
+__all__ = ["Study", "ENTRY_KEYS"]
+
+#: the fields of a run's record that Table 1's entries carry
+ENTRY_KEYS = ("aug", "seed", "sel_acc", "sel_epoch", "last_acc", "best_acc", "violation", "run_id")
 
 
 class Study:
@@ -80,8 +84,9 @@ class Study:
             self.out.mkdir(parents=True, exist_ok=True)
         self._barrier()
         self.log(f"device {self.device}, {torch.get_num_threads()} thread(s), world size {self.world}")
+        val = f"{self.data.size('val')} validation / " if "val" in getattr(self.data, "splits", ()) else ""
         self.log(f"data: {cfg['data'].get('name', 'glyphs')}, {self.data.num_classes} classes, "
-                 f"{self.data.size('train')} train / {self.data.size('test')} test examples "
+                 f"{self.data.size('train')} train / {val}{self.data.size('test')} test examples "
                  f"({time.perf_counter() - t0:.1f}s)")
         self._teacher = None
         self.teacher_digest = None
@@ -105,8 +110,8 @@ class Study:
         return {}
 
     def _identity(self, spec, teacher_digest):
-        return dict(run_identity(spec, self.cfg, self.data.identity, teacher_digest, self.world),
-                    **self.extra_identity())
+        return dict(run_identity(spec, self.cfg, self.data.identity, teacher_digest, self.world,
+                                 cpu_threads(self.device)), **self.extra_identity())
 
     # ------------------------------------------------------------------ helpers
     def log(self, msg, echo=True):
@@ -140,7 +145,8 @@ class Study:
         self._record(rec)
         if rec is not None and rec["run_id"] not in self._logged:
             self._logged.add(rec["run_id"])
-            self.log(f"{rec['run_id']}: best {rec['best_acc']:.2f}% last {rec['last_acc']:.2f}%")
+            self.log(f"{rec['run_id']}: {rec['sel_acc']:.2f}% at the selected epoch {rec['sel_epoch']} "
+                     f"(on {rec['selected_on']}), last {rec['last_acc']:.2f}%, best test {rec['best_acc']:.2f}%")
         return rec
 
     def run_id(self, spec) -> str:
@@ -203,14 +209,15 @@ class Study:
         return [s for p in (pairs or self.pairs()) for _, s in self.student_rows(seeds, p)]
 
     def sweep_specs(self, name):
-        """Fig. 4 (KD-i, calibrated fraction) or Fig. 5 (KD-p, sigma) runs; the points at the
-        main setting (and fraction 0, the control) are Table 1's runs (same identity, same id)."""
+        """Fig. 4 (KD-i, calibrated fraction) or Fig. 5 (KD-p, sigma) runs over the seeds
+        ``analysis.sweep_seeds`` (default: ``seeds``); the points at the main setting (and fraction
+        0, the control) are Table 1's runs (same identity, same id)."""
         cfg, a = self.cfg, self.cfg.get("analysis", {})
         aug = a.get("sweep_aug", "mixup")
         key, method, values = {"fig4": ("calibrated_fraction", "kd-i", a.get("fractions", [0, .5, 1])),
                                "fig5": ("sigma", "kd-p", a.get("sigmas", [0.5, 1, 2, 3, 4, 5]))}[name]
         specs, main = [], dict(cfg.get("loss", {}))
-        for seed in cfg.get("seeds", [0]):
+        for seed in a.get("sweep_seeds") or cfg.get("seeds", [0]):
             for v in values:
                 loss = dict(main, **{key: float(v)})
                 row = self._kdi_row(v) if name == "fig4" else self._kdp_row(v)
@@ -245,7 +252,8 @@ class Study:
         self._planned = True
         cfg = self.cfg
         n_steps = math.ceil(self.data.size("train") / self.world / max(1, cfg["optim"]["batch_size"] // self.world))
-        extra = 1 + 0.4 * self.data.size("test") / max(1, self.data.size("train"))
+        evaluated = self.data.size("test") + (self.data.size("val") if has_validation(self.data) else 0)
+        extra = 1 + 0.4 * evaluated / max(1, self.data.size("train"))
         tt = self._step_time(cfg["teacher"]["arch"], "teacher", "none") * n_steps * extra
         ts = self._step_time(cfg["student"]["arch"], "kd-aug", "mixup", cfg["teacher"]["arch"]) * n_steps * extra
         wanted = set()
@@ -273,8 +281,9 @@ class Study:
     def teacher(self, arch=None):
         """Train (or load) the teacher ``arch`` (default ``teacher.arch``); returns it in eval mode.
 
-        Students learn from the weights of the teacher's best test epoch (``best.pt``), as the paper
-        selects its teachers by best validation accuracy. ``teacher.checkpoint`` (main teacher)
+        Students learn from the weights of the teacher's selected epoch (``best.pt``: the best on the
+        validation split; the paper selects its teachers by best validation accuracy, which on
+        CIFAR-100 is its test set). ``teacher.checkpoint`` (main teacher)
         gives weights instead: they are evaluated (top-1/top-5), recorded and not trained.
         """
         t = self.cfg["teacher"]
@@ -287,7 +296,8 @@ class Study:
                 digest = state_digest(model)
                 rec = dict(run_id=f"{spec.name}-given-{digest}", name=spec.name, arch=arch, method="teacher",
                            aug="none", seed=spec.seed, teacher_arch="", epochs=0, best_acc=top1, best_acc5=top5,
-                           best_epoch=0, last_acc=top1, last_acc5=top5, checkpoint=str(t["checkpoint"]))
+                           best_epoch=0, last_acc=top1, last_acc5=top5, sel_acc=top1, sel_acc5=top5, sel_epoch=0,
+                           selected_on="given weights", checkpoint=str(t["checkpoint"]))
                 self._record(rec)
                 self.log(f"{spec.name}: given weights {t['checkpoint']}: top-1 {top1:.2f}% top-5 {top5:.2f}%")
             else:
@@ -302,7 +312,7 @@ class Study:
             self.teacher_records[arch] = rec
             if arch == t["arch"]:
                 self._teacher, self.teacher_digest = self._teachers[arch], self.teacher_digests[arch]
-                self.teacher_record, self.teacher_acc = rec, rec["best_acc"]
+                self.teacher_record, self.teacher_acc = rec, rec["sel_acc"]
         return self._teachers[arch]
 
     def teachers(self):
@@ -372,8 +382,7 @@ class Study:
         analysis entries."""
         rows = self.student_rows()
         recs = self.students([s for _, s in rows])
-        return [dict(row=row, **{k: r[k] for k in ("aug", "seed", "best_acc", "last_acc", "violation", "run_id")})
-                for (row, _), r in zip(rows, recs)]
+        return [dict(row=row, **{k: r[k] for k in ENTRY_KEYS}) for (row, _), r in zip(rows, recs)]
 
     def pair_records(self, pairs=None):
         """Records of Table 1's rows over ``pairs`` (default all; the KD-i control excluded)."""
@@ -394,15 +403,14 @@ class Study:
             return ""
         augs = self.cfg.get("augs", ["mixup", "cutmix"])
         methods = self.cfg.get("methods", ["kd", "kd-aug", "kd-i", "kd-p"])
-        t_acc = {a: r["best_acc"] for a, r in self.teacher_records.items()}
+        t_acc = {a: r["sel_acc"] for a, r in self.teacher_records.items()}
         md_pairs = tables.table1_pairs(recs, self.pairs(), methods, augs, t_acc, self.out)
         if "ce" not in methods:
             md_pairs += "\n(Student row: add `ce` to `methods` to train the student alone.)\n"
-        md = analysis.table1(entries, self.out, augs)
-        md_last = analysis.table1(entries, self.out / "last", augs, metric="last_acc")
-        head = (f"Teacher {self.cfg['teacher']['arch']}: {self.teacher_acc:.2f}% (best epoch, the checkpoint "
-                f"students learn from) -> student {self.cfg['student']['arch']} ({self.cfg['student']['epochs']} "
-                f"epochs); {len(self.cfg.get('seeds', [0]))} seed(s)\n\n")
+        md, md_last = analysis.table1_selected(entries, self.out, augs)
+        head = (f"Teacher {self.cfg['teacher']['arch']}: {self.teacher_acc:.2f}% (test accuracy of the selected "
+                f"epoch, the checkpoint students learn from) -> student {self.cfg['student']['arch']} "
+                f"({self.cfg['student']['epochs']} epochs); {len(self.cfg.get('seeds', [0]))} seed(s)\n\n")
         self.log(md_pairs + "\n" + head + md + "\n" + md_last, echo=self.echo_tables)
         return md_pairs + "\n" + head + md
 
@@ -420,7 +428,7 @@ class Study:
     def sweep_entries(self, name):
         key = "calibrated_fraction" if name == "fig4" else "sigma"
         specs = self.sweep_specs(name)
-        return [dict(x=float(r["loss_cfg"][key]), seed=r["seed"], best_acc=r["best_acc"], run_id=r["run_id"])
+        return [dict(x=float(r["loss_cfg"][key]), seed=r["seed"], sel_acc=r["sel_acc"], run_id=r["run_id"])
                 for r in self.students(specs)]
 
     def sweep(self, name):
@@ -512,10 +520,17 @@ class Study:
                     if type(e).__name__ != "RunMissing":
                         raise
                     continue
-                out.append(dict(seed=seed, short=a["best_acc"], long=b["best_acc"], epochs=(short.epochs, long.epochs)))
+                out.append(dict(seed=seed, short=a["sel_acc"], long=b["sel_acc"], epochs=(short.epochs, long.epochs)))
         finally:
             self.reuse_only = saved
         return out
+
+    def block_prefix(self) -> str:
+        """The prefix of this profile's ``<!-- report:NAME -->`` blocks in a README: none for the
+        default profile (``table1``), ``<profile>-`` for the others (``fmnist-table1``), so that
+        one README quotes several reports (and the text study's ``text-*`` blocks) side by side."""
+        profile = self.cfg.get("profile", "quick")
+        return "" if profile == "quick" else f"{profile}-"
 
     def report(self, out_dir=None, readme=None):
         """Write the generated report (tables .md/.rst/.csv, figures) from the current runs.
@@ -548,7 +563,9 @@ class Study:
         stamps = {w: self._stamp(w) for w in ("fig1", "table3")}
         md = analysis.write_report(self, out, sweeps, stamps)
         md.update(analysis.write_run_facts(self, out))
-        if readme:  # the text study's blocks (text-*) in the same README are not this report's
-            rep.update_readme(readme, md, owns=lambda name: not name.startswith("text-"))
+        if readme:
+            prefix = self.block_prefix()
+            rep.update_readme(readme, {prefix + k: v for k, v in md.items()},
+                              owns=lambda name: name.startswith(prefix) and "-" not in name[len(prefix):])
         self.log(f"report written to {out}" + (f"; README blocks updated in {readme}" if readme else ""))
         return md.get("table1", "")

@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .split import split_identity, validation_split
+
 __all__ = ["FolderDataset", "ImageFolderData", "random_resized_crop_box", "train_transform",
            "eval_transform", "make_image_folder", "IMAGENET_MEAN", "IMAGENET_STD"]
 
@@ -145,6 +147,8 @@ class FolderDataset(torch.utils.data.Dataset):
 class ImageFolderData:
     """An image folder for the training loop: batches from a ``DataLoader`` with ``workers``
     processes and a ``DistributedSampler`` (rank and world size of the default process group).
+    Splits: ``train`` and ``val`` (``val_fraction`` of ``train/``, class-stratified, drawn with
+    ``seed``) and ``test`` (the folder's ``val/``).
 
     ``get(split, idx, device, gen)`` decodes given indices in the main process (analysis steps);
     :meth:`batches` streams an epoch through the loader (training and evaluation).
@@ -152,7 +156,7 @@ class ImageFolderData:
 
     streams = True
 
-    def __init__(self, root, size=224, resize=256, workers=4):
+    def __init__(self, root, size=224, resize=256, workers=4, val_fraction=0.0, seed=0):
         try:
             from PIL import Image  # noqa: F401
         except ImportError as e:  # pragma: no cover - Pillow ships with matplotlib
@@ -161,11 +165,20 @@ class ImageFolderData:
             raise FileNotFoundError("imagefolder: pass --data-root DIR with DIR/train/<class>/* and DIR/val/<class>/*")
         self.root = Path(root)
         self.classes, files = _scan(self.root)
-        self.files = {"train": files["train"], "test": files["val"]}
+        # the folder's val/ images are the test split; the validation split is held out of train/
+        tr, va = validation_split([label for _, label in files["train"]], float(val_fraction), int(seed))
+        self.files = {"train": [files["train"][i] for i in tr], "val": [files["train"][i] for i in va],
+                      "test": files["val"]}
+        self.split = split_identity(val_fraction, seed, va)
         self.num_classes, self.size_px, self.resize, self.workers = len(self.classes), int(size), int(resize), int(workers)
         self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         self.name = "imagefolder"
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits that hold images (``val`` only when a validation split was held out)."""
+        return ("train", "val", "test") if self.files["val"] else ("train", "test")
 
     def size(self, split):
         return len(self.files[split])

@@ -2,7 +2,10 @@
 
 A plain loop in the style of RepDistiller's ``train_student.py``: SGD with momentum, the paper's
 step schedule scaled to the epoch budget (CIFAR-100: lr 0.1, x0.2 at 30/60/80 % of training),
-evaluation on the test split after each epoch, best and last accuracy.
+evaluation on the validation split (held out of the training set, :mod:`examples.kd.split`) and
+the test split after each epoch. A run reports the test accuracy at its **selected** epoch (the
+best on the validation split), at its last epoch, and at its best test epoch (what the paper
+reports, which chooses the epoch on the test set itself).
 
 Reproducibility and restarts:
 
@@ -14,15 +17,17 @@ Reproducibility and restarts:
 
 Identity: a run lives in ``<run_root>/<name>-<digest>/`` where the digest covers everything that
 determines it (:func:`run_identity`: model, method, loss settings in use, optimiser, epochs, seed,
-augmentation, the data's identity, the teacher's weights, the world size), see
+augmentation, the data's identity with its validation split, the teacher's weights, the world
+size, and on the CPU the torch thread count), see
 :mod:`examples.kd.runs`. A finished run is reused only under the same identity; other settings
 train a new run next to it. ``reuse_only=True`` never trains: a missing run raises
 :class:`RunMissing` naming what differs from the saved runs of that name.
 
 A loss that becomes NaN or infinite stops the run with :class:`NonFiniteLoss`; nothing is recorded.
 
-The teacher's weights of its best test epoch are kept in ``best.pt`` (the paper selects the
-teacher with the best validation accuracy; students are distilled from that checkpoint).
+The teacher's weights of its selected epoch are kept in ``best.pt`` (students are distilled from
+that checkpoint); without a validation split (``data.val_fraction: 0``, or a data set without
+one, such as the text study's) the selected epoch is the best test epoch, as in the paper.
 ``best.pt`` and ``final.pt`` leave out frozen parameters (:func:`saved_weights`; the model's
 constructor rebuilds them and :func:`load_model` checks their digest).
 Evaluation reports top-1 and top-5 accuracy.
@@ -60,7 +65,8 @@ from .crd import build_crd
 from .losses import CRD_METHODS, build_loss, loss_params
 from .models import build_model
 
-__all__ = ["RunSpec", "train_run", "train_step", "image_loss", "make_optimizer", "run_identity", "state_digest",
+__all__ = ["RunSpec", "train_run", "train_step", "image_loss", "make_optimizer", "run_identity", "cpu_threads",
+           "has_validation", "state_digest",
            "load_model", "saved_weights", "dist_info", "setup_determinism", "evaluate", "NonFiniteLoss", "RunMissing",
            "OPTIM_DEFAULTS"]
 
@@ -100,14 +106,23 @@ def effective_optim(cfg: dict) -> dict:
                 else [float(m) for m in v] if k == "milestones" else v) for k, v in o.items()}
 
 
+def cpu_threads(device) -> int | None:
+    """The torch thread count when ``device`` is the CPU (it changes the rounding of every
+    reduction, hence the numbers: part of a CPU run's identity); ``None`` on an accelerator."""
+    return torch.get_num_threads() if torch.device(device).type == "cpu" else None
+
+
 def run_identity(spec: RunSpec, cfg: dict, data_identity: dict, teacher_digest: str | None = None,
-                 world: int = 1) -> dict:
-    """Everything that determines a run's result (see module docstring); JSON-able."""
+                 world: int = 1, threads: int | None = None) -> dict:
+    """Everything that determines a run's result (see module docstring); JSON-able. ``threads``
+    (:func:`cpu_threads`): the CPU thread count, left out of the identity when ``None``."""
     if int(spec.epochs) < 1 or spec.aug not in ("none", "mixup", "cutmix"):
         raise ValueError(f"{spec.name}: epochs must be >= 1 and aug one of none, mixup, cutmix "
                          f"(got {spec.epochs}, {spec.aug!r})")
     ident = dict(arch=spec.arch, method=spec.method, seed=int(spec.seed), epochs=int(spec.epochs),
                  optim=effective_optim(cfg), data=data_identity, world_size=int(world))
+    if threads is not None:
+        ident["threads"] = int(threads)
     if spec.method != "teacher":
         if teacher_digest is None and spec.method != "ce":
             raise ValueError("a student's identity needs the teacher's digest")
@@ -223,19 +238,19 @@ def _train_batches(data, order, bs, device, gen, epoch, seed, rank, world):
 
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def evaluate(model, data, device, batch_size=512, top5=False):
-    """Top-1 test accuracy in percent (sharded over ranks and summed); with ``top5=True`` the
-    pair ``(top-1, top-5)`` (top-k with k = min(5, classes))."""
+def evaluate(model, data, device, batch_size=512, top5=False, split="test"):
+    """Top-1 accuracy in percent on ``split`` (``test``, or ``val``: the validation split), sharded
+    over ranks and summed; with ``top5=True`` the pair ``(top-1, top-5)`` (k = min(5, classes))."""
     rank, world, on = dist_info()
     model.eval()
-    n = data.size("test")
+    n = data.size(split)
     k = min(5, data.num_classes)
     correct = torch.zeros(3, dtype=torch.float64, device=device)
     if getattr(data, "streams", False):
-        batches = ((x, y) for _, x, y in data.batches("test", batch_size, device, rank=rank, world=world))
+        batches = ((x, y) for _, x, y in data.batches(split, batch_size, device, rank=rank, world=world))
     else:
         idx = torch.arange(rank, n, world)
-        batches = (data.get("test", idx[i:i + batch_size], device) for i in range(0, len(idx), batch_size))
+        batches = (data.get(split, idx[i:i + batch_size], device) for i in range(0, len(idx), batch_size))
     for x, y in batches:
         out = model(x)
         correct[0] += (out.argmax(1) == y).sum()
@@ -353,11 +368,175 @@ def make_optimizer(model, cfg, extra=()):
 
 
 # ----------------------------------------------------------------------------- the loop
+def has_validation(data) -> bool:
+    """Whether ``data`` holds a validation split (then each run selects its epoch on it)."""
+    return "val" in getattr(data, "splits", ("train", "test"))
+
+
+def _epoch_accuracies(model, data, device) -> dict:
+    """Test top-1/top-5 and, when there is a validation split, validation top-1 of one epoch."""
+    acc, acc5 = evaluate(model, data, device, top5=True)
+    out = dict(test_acc=acc, test_acc5=acc5)
+    if has_validation(data):
+        out["val_acc"] = evaluate(model, data, device, split="val")
+    return out
+
+
+def _update_selection(state: dict, rec: dict) -> bool:
+    """Track the best test epoch (what the paper reports) and the selected epoch (the best on the
+    validation split, or on the test split when there is none); whether the selected one moved."""
+    epoch, acc = rec["epoch"], rec["test_acc"]
+    if acc > state["best"] or state["best_epoch"] == 0:
+        state["best"], state["best_epoch"] = acc, epoch
+    score = rec.get("val_acc", acc)
+    if score > state["sel_score"] or state["sel_epoch"] == 0:
+        state["sel_score"], state["sel_epoch"] = score, epoch
+        return True
+    return False
+
+
+def _new_state() -> dict:
+    return dict(epoch=0, history=[], best=0.0, best_epoch=0, sel_score=0.0, sel_epoch=0, step_times=[])
+
+
+def _result(spec: RunSpec, state: dict, ident: dict, world: int, selected_on: str) -> dict:
+    """A finished run's result fields: the test accuracy at the selected epoch (``sel_*``), at the
+    last epoch (``last_*``) and at the best test epoch (``best_*``, as the paper reports)."""
+    hist = state["history"]
+    best, sel = hist[state["best_epoch"] - 1], hist[state["sel_epoch"] - 1]
+    return dict(arch=spec.arch, method=spec.method, aug=spec.aug, seed=spec.seed, teacher_arch=spec.teacher_arch,
+                epochs=spec.epochs, sel_acc=sel["test_acc"], sel_acc5=sel["test_acc5"], sel_epoch=state["sel_epoch"],
+                val_acc=sel.get("val_acc"), selected_on=selected_on,
+                best_acc=state["best"], best_epoch=state["best_epoch"], best_acc5=best["test_acc5"],
+                last_acc=hist[-1]["test_acc"], last_acc5=hist[-1]["test_acc5"],
+                step_time_median=float(np.median(state["step_times"])) if state["step_times"] else 0.0,
+                train_time=sum(h["epoch_time"] for h in hist),
+                violation=float(np.mean([h["violation"] for h in hist])),
+                loss_cfg=ident.get("loss", {}), world_size=world)
+
+
+def _reusable(out: Path, rid: str, ident: dict):
+    """The saved record of a finished run of this identity, or ``None``."""
+    done = out / "result.json"
+    if done.exists():
+        prev = json.loads(done.read_text())
+        if prev.get("run_id") == rid and prev.get("identity") == json.loads(runs.canonical(ident)):
+            return prev
+    return None
+
+
+def _restore(ckpt: Path, rid: str, device, model, opt, crd):
+    """The loop state of an interrupted run (weights and optimiser loaded), or a fresh state."""
+    if ckpt.exists():
+        saved = torch.load(ckpt, map_location=device, weights_only=False)
+        if saved.get("run_id") == rid:
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+            if crd is not None:
+                crd.load_state_dict(saved["crd"])
+            return saved["state"]
+    return _new_state()
+
+
+def _run_epoch(ctx: dict, epoch: int, bar) -> dict:
+    """One epoch's steps; returns the loss, violation and step-time totals."""
+    spec, rank, world = ctx["spec"], ctx["rank"], ctx["world"]
+    gen, rng = _gens(spec.seed, epoch, rank)
+    ctx["sampler"].set_epoch(epoch)
+    order = torch.tensor(list(ctx["sampler"]))
+    tot = dict(loss=0.0, violation=0.0, n=0, times=[])
+    batches = _train_batches(ctx["data"], order, ctx["bs"], ctx["device"], gen, epoch, spec.seed, rank, world)
+    for i in range(ctx["steps"]):
+        t0 = time.perf_counter()
+        try:
+            idx, x, y = next(batches)
+        except StopIteration:
+            break
+        loss, stats = train_step(ctx["net"], ctx["opt"], x, y, ctx["teacher"], ctx["loss_fn"], spec.aug,
+                                 ctx["aug_alpha"], rng, gen, idx, ctx["batch_loss"], ctx["crd"])
+        _sync(ctx["device"])
+        tot["times"].append(time.perf_counter() - t0)
+        lv = loss.float().reshape(1)
+        if ctx["dist_on"]:  # every rank stops together
+            torch.distributed.all_reduce(lv)
+        if not torch.isfinite(lv).all():
+            if bar is not None:
+                bar.close()
+            raise NonFiniteLoss(f"{spec.name}: the training loss became {float(lv[0])} at epoch {epoch + 1}, "
+                                f"step {i + 1}; the run is stopped and not recorded (check loss.* and optim.lr)")
+        tot["loss"] += float(loss)
+        tot["violation"] += float(stats.get("violation", 0.0))
+        tot["n"] += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{tot['loss'] / tot['n']:.3f}")
+    return tot
+
+
+def _save_epoch(ctx: dict, state: dict, rec: dict, selected: bool) -> None:
+    """Rank 0: the teacher's selected weights (``best.pt``), the resume checkpoint, the log line."""
+    spec, out, model, crd = ctx["spec"], ctx["out"], ctx["model"], ctx["crd"]
+    if selected and spec.method == "teacher":  # the teacher students are distilled from
+        _atomic_save(dict(saved_weights(model), spec=asdict(spec), run_id=ctx["rid"], epoch=rec["epoch"],
+                          test_acc=rec["test_acc"], val_acc=rec.get("val_acc")), out / "best.pt")
+    _atomic_save(dict(model=model.state_dict(), optimizer=ctx["opt"].state_dict(), state=state,
+                      spec=asdict(spec), run_id=ctx["rid"], crd=crd.state_dict() if crd is not None else None),
+                 out / "checkpoint.pt")
+    with open(out / "log.jsonl", "a") as f:
+        f.write(json.dumps(dict(run_id=ctx["rid"], **rec)) + "\n")
+    if ctx["progress"]:
+        from tqdm.auto import tqdm
+        val = f" val {rec['val_acc']:.2f}%" if "val_acc" in rec else ""
+        tqdm.write(f"[{spec.name}] epoch {rec['epoch']}/{spec.epochs} loss {rec['loss']:.3f}{val} "
+                   f"test {rec['test_acc']:.2f}% (selected epoch {state['sel_epoch']}) {rec['epoch_time']:.1f}s")
+
+
+def _epochs(ctx: dict, state: dict, stop_after_epoch) -> bool:
+    """Train the remaining epochs of a run; False when stopped early by ``stop_after_epoch``."""
+    spec, rank, optim_cfg = ctx["spec"], ctx["rank"], ctx["optim"]
+    for epoch in range(state["epoch"], spec.epochs):
+        lr = _lr(epoch, spec.epochs, optim_cfg)
+        for g in ctx["opt"].param_groups:
+            g["lr"] = lr
+        t_epoch = time.perf_counter()
+        bar = None
+        if ctx["progress"] and rank == 0:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=ctx["steps"], desc=f"{spec.name} {epoch + 1}/{spec.epochs}", leave=False,
+                       dynamic_ncols=True)
+        tot = _run_epoch(ctx, epoch, bar)
+        if bar is not None:
+            bar.close()
+        times = tot["times"]
+        rec = dict(epoch=epoch + 1, lr=lr, loss=tot["loss"] / max(1, tot["n"]),
+                   violation=tot["violation"] / max(1, tot["n"]),
+                   **_epoch_accuracies(ctx["model"], ctx["data"], ctx["device"]),
+                   epoch_time=time.perf_counter() - t_epoch,
+                   step_time_median=float(np.median(times)) if times else 0.0)
+        state["history"].append(rec)
+        selected = _update_selection(state, rec)
+        state["step_times"] += times
+        state["epoch"] = epoch + 1
+        if rank == 0:
+            _save_epoch(ctx, state, rec, selected)
+        if ctx["dist_on"]:
+            torch.distributed.barrier()
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < spec.epochs:
+            return False
+    return True
+
+
 def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, teacher_digest=None,
               resume=True, reuse_only=False, progress=True, stop_after_epoch=None, log=None,
               model_fn=build_model, batch_loss=None, extra_identity=None):
     """Train one network; returns its record (:func:`examples.kd.runs.make_record`, also written
     to ``<run>/result.json``).
+
+    After every epoch the network is evaluated on the test split and, when ``data`` holds one, on
+    the validation split. The record reports the test accuracy at the **selected** epoch
+    (``sel_acc``: the best validation epoch; without a validation split the best test epoch), at
+    the last epoch (``last_acc``) and at the best test epoch (``best_acc``, what the paper
+    reports); a teacher's ``best.pt`` holds the weights of its selected epoch.
 
     ``cfg`` is the whole config (``optim`` and ``aug`` sections used). ``teacher`` (students
     only) is an eval-mode network; ``teacher_digest`` its identity (default
@@ -375,19 +554,16 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, te
         if teacher is None:
             raise ValueError(f"{spec.name}: a student run needs a teacher")
         teacher_digest = teacher_digest or state_digest(teacher)
-    ident = run_identity(spec, cfg, data.identity, teacher_digest, world)
+    ident = run_identity(spec, cfg, data.identity, teacher_digest, world, cpu_threads(device))
     if extra_identity:
         ident.update(extra_identity)
     rid = runs.run_id(spec.name, ident)
     out = Path(run_root) / rid
-    done = out / "result.json"
-    if (resume or reuse_only) and done.exists():
-        prev = json.loads(done.read_text())
-        if prev.get("run_id") == rid and prev.get("identity") == json.loads(runs.canonical(ident)):
-            return prev
+    prev = _reusable(out, rid, ident) if (resume or reuse_only) else None
+    if prev is not None:
+        return prev
     if reuse_only:
         raise RunMissing(runs.explain_missing(run_root, spec.name, ident))
-    optim_cfg = effective_optim(cfg)
     if rank == 0:
         if not (out / "identity.json").exists():
             msg = runs.explain_missing(run_root, spec.name, ident)
@@ -401,115 +577,31 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, te
     if spec.method in CRD_METHODS:
         crd = build_crd(spec.loss, model.feat_dim, teacher.feat_dim, data.size("train")).to(device)
     opt = make_optimizer(model, cfg, crd.parameters() if crd is not None else ())
-    state = dict(epoch=0, history=[], best=0.0, best_epoch=0, step_times=[])
     ckpt = out / "checkpoint.pt"
-    if resume and ckpt.exists():
-        saved = torch.load(ckpt, map_location=device, weights_only=False)
-        if saved.get("run_id") == rid:
-            model.load_state_dict(saved["model"])
-            opt.load_state_dict(saved["optimizer"])
-            if crd is not None:
-                crd.load_state_dict(saved["crd"])
-            state = saved["state"]
+    state = _restore(ckpt, rid, device, model, opt, crd) if resume else _new_state()
     if state["epoch"] == 0 and rank == 0 and (out / "log.jsonl").exists():
         (out / "log.jsonl").unlink()  # a fresh start: do not mix logs of two runs
     net = model
     if dist_on:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    loss_fn = None if spec.method == "teacher" else build_loss(spec.method, spec.loss)
+    optim_cfg = effective_optim(cfg)
     bs = max(1, optim_cfg["batch_size"] // world)
-    n = data.size("train")
-    sampler = torch.utils.data.DistributedSampler(range(n), num_replicas=world, rank=rank,
+    sampler = torch.utils.data.DistributedSampler(range(data.size("train")), num_replicas=world, rank=rank,
                                                   shuffle=True, seed=spec.seed, drop_last=False)
-    aug_alpha = float(cfg.get("aug", {}).get("alpha", 1.0))
-    log_path = out / "log.jsonl"
-    steps = math.ceil(len(sampler) / bs)
-    for epoch in range(state["epoch"], spec.epochs):
-        lr = _lr(epoch, spec.epochs, optim_cfg)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        gen, rng = _gens(spec.seed, epoch, rank)
-        sampler.set_epoch(epoch)
-        order = torch.tensor(list(sampler))
-        t_epoch = time.perf_counter()
-        tot = dict(loss=0.0, violation=0.0, n=0)
-        times = []
-        bar = None
-        if progress and rank == 0:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=steps, desc=f"{spec.name} {epoch + 1}/{spec.epochs}", leave=False,
-                       dynamic_ncols=True)
-        batches = _train_batches(data, order, bs, device, gen, epoch, spec.seed, rank, world)
-        for i in range(steps):
-            t0 = time.perf_counter()
-            try:
-                idx, x, y = next(batches)
-            except StopIteration:
-                break
-            loss, stats = train_step(net, opt, x, y, teacher, loss_fn, spec.aug, aug_alpha, rng, gen, idx,
-                                     batch_loss, crd)
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-            lv = loss.float().reshape(1)
-            if dist_on:  # every rank stops together
-                torch.distributed.all_reduce(lv)
-            if not torch.isfinite(lv).all():
-                if bar is not None:
-                    bar.close()
-                raise NonFiniteLoss(f"{spec.name}: the training loss became {float(lv[0])} at epoch {epoch + 1}, "
-                                    f"step {i + 1}; the run is stopped and not recorded (check loss.* and "
-                                    f"optim.lr)")
-            tot["loss"] += float(loss)
-            tot["violation"] += float(stats.get("violation", 0.0))
-            tot["n"] += 1
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{tot['loss'] / tot['n']:.3f}")
-        if bar is not None:
-            bar.close()
-        acc, acc5 = evaluate(net.module if dist_on else net, data, device, top5=True)
-        rec = dict(epoch=epoch + 1, lr=lr, loss=tot["loss"] / max(1, tot["n"]),
-                   violation=tot["violation"] / max(1, tot["n"]), test_acc=acc, test_acc5=acc5,
-                   epoch_time=time.perf_counter() - t_epoch,
-                   step_time_median=float(np.median(times)) if times else 0.0)
-        state["history"].append(rec)
-        improved = acc > state["best"] or state["best_epoch"] == 0
-        if improved:
-            state["best"], state["best_epoch"] = acc, epoch + 1
-        state["step_times"] += times
-        state["epoch"] = epoch + 1
-        if rank == 0:
-            if improved and spec.method == "teacher":  # the teacher students are distilled from
-                _atomic_save(dict(saved_weights(model), spec=asdict(spec), run_id=rid, epoch=epoch + 1,
-                                  test_acc=acc), out / "best.pt")
-            _atomic_save(dict(model=model.state_dict(), optimizer=opt.state_dict(), state=state,
-                              spec=asdict(spec), run_id=rid, crd=crd.state_dict() if crd is not None else None),
-                         ckpt)
-            with open(log_path, "a") as f:
-                f.write(json.dumps(dict(run_id=rid, **rec)) + "\n")
-            if progress:
-                from tqdm.auto import tqdm
-                tqdm.write(f"[{spec.name}] epoch {epoch + 1}/{spec.epochs} loss {rec['loss']:.3f} "
-                           f"test {acc:.2f}% (best {state['best']:.2f}%) {rec['epoch_time']:.1f}s")
-        if dist_on:
-            torch.distributed.barrier()
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < spec.epochs:
-            return None
-    hist = state["history"]
-    best_rec = hist[state["best_epoch"] - 1]
-    result = dict(arch=spec.arch, method=spec.method, aug=spec.aug, seed=spec.seed, teacher_arch=spec.teacher_arch,
-                  epochs=spec.epochs, best_acc=state["best"], best_epoch=state["best_epoch"],
-                  best_acc5=best_rec["test_acc5"], last_acc=hist[-1]["test_acc"], last_acc5=hist[-1]["test_acc5"],
-                  step_time_median=float(np.median(state["step_times"])) if state["step_times"] else 0.0,
-                  train_time=sum(h["epoch_time"] for h in hist),
-                  violation=float(np.mean([h["violation"] for h in hist])),
-                  loss_cfg=ident.get("loss", {}), world_size=world)
+    ctx = dict(spec=spec, rank=rank, world=world, dist_on=dist_on, data=data, device=device, net=net, model=model,
+               opt=opt, crd=crd, teacher=teacher, batch_loss=batch_loss, sampler=sampler, bs=bs,
+               steps=math.ceil(len(sampler) / bs), optim=optim_cfg, out=out, rid=rid, progress=progress,
+               loss_fn=None if spec.method == "teacher" else build_loss(spec.method, spec.loss),
+               aug_alpha=float(cfg.get("aug", {}).get("alpha", 1.0)))
+    if not _epochs(ctx, state, stop_after_epoch):
+        return None
+    result = _result(spec, state, ident, world, "val" if has_validation(data) else "test")
     record = runs.make_record(spec.name, ident, result)
     if rank == 0:
         _atomic_save(dict(saved_weights(model), spec=asdict(spec), run_id=rid,
                           crd=crd.state_dict() if crd is not None else None), out / "final.pt")
-        _atomic_text(json.dumps(record, indent=1), done)
+        _atomic_text(json.dumps(record, indent=1), out / "result.json")
         # A finished run is reused from result.json and final.pt: the resume checkpoint (weights
         # plus optimizer state, 3x the model for Adam) is dead weight (a quick text run kept
         # 2.4 GB of them), so it goes once the result is safely written.

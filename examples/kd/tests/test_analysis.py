@@ -5,7 +5,7 @@ import json
 import numpy as np
 import torch
 
-from examples.kd.analysis import order_stats, sweep_figure, table1, timing_table
+from examples.kd.analysis import order_stats, sweep_figure, table1, table1_selected, timing_table
 
 
 def test_order_stats_hand_cases():
@@ -48,8 +48,26 @@ def test_table1_paired_differences_and_control(tmp_path):
     assert "control" not in md
 
 
+def test_table1_selected_reports_three_accuracies_and_the_student_alone(tmp_path):
+    """The validation-selected accuracy (the differences use it), the last epoch and the best test
+    epoch labelled as the paper's; the student alone (CE) is a row of its own."""
+    ents = []
+    for seed, (sel, last, best) in enumerate([(70, 71, 72), (72, 72, 73), (71, 73, 74)]):
+        for row, aug, shift in (("ce", "none", -2), ("kd", "none", 0), ("kd-aug", "mixup", 1)):
+            ents.append(dict(row=row, aug=aug, seed=seed, sel_acc=sel + shift, last_acc=last + shift,
+                             best_acc=best + shift, violation=0.5))
+    md, md_last = table1_selected(ents, tmp_path, ("mixup",))
+    header = md.splitlines()[2]
+    assert "val-selected epoch (%) | last epoch (%) | best test epoch, as the paper reports (%)" in header
+    assert "| Student alone (CE) | — | 3 | 69.00 ± 2.48 | 70.00 ± 2.48 | 71.00 ± 2.48 | -3.00 ± 0.00 |" in md
+    assert "| KD | — | 3 | 71.00 ± 2.48 | 72.00 ± 2.48 | 73.00 ± 2.48 | -1.00 ± 0.00 |" in md
+    assert "KD's and CE's Δ" in md and "as the paper reports" in md
+    assert "| KD | — | 3 | 72.00 ± 2.48 | -1.00 ± 0.00 |" in md_last and (tmp_path / "last" / "table1.csv").exists()
+    assert (tmp_path / "table1.png").exists() and not (tmp_path / "last" / "table1.png").exists()
+
+
 def test_sweep_and_timing_tables(tmp_path):
-    ents = [dict(x=s, seed=k, best_acc=a) for k, (s, a) in enumerate(((1, 50), (1, 52), (2, 55)))]
+    ents = [dict(x=s, seed=k, sel_acc=a) for k, (s, a) in enumerate(((1, 50), (1, 52), (2, 55)))]
     md = sweep_figure(ents, tmp_path, "fig5", "sigma", "t")
     assert "| 1 | 2 | 51.00 ± 12.71 |" in md and "| 2 | 1 | 55.00 ± n/a |" in md and (tmp_path / "fig5.png").exists()
     times = {("kd", "none"): [1.0, 1.0], ("kd-aug", "mixup"): [1.01], ("kd-i", "mixup"): [1.02],

@@ -45,10 +45,36 @@ def test_unknown_cli_argument():
         parse(["--bogus"])
 
 
-def test_schema_knows_every_model_and_method():
-    from examples.kd import config, losses, models
+def test_schema_knows_every_model_method_and_source():
+    from examples.kd import config, data, losses, models
 
     assert set(config.MODEL_NAMES) == set(models.MODEL_NAMES) and config.METHODS == losses.METHODS
+    assert config.SOURCES == data.SOURCES
+
+
+@pytest.mark.parametrize("override, match", [
+    ("data.val_fraction=0.6", "data.val_fraction must be >= 0 and <= 0.5, got 0.6"),
+    ("data.val_fraction=-0.1", "data.val_fraction must be >= 0"),
+    ("data.train_per_class=0", "data.train_per_class must be >= 1"),
+    ("data.size=2", "data.size must be >= 4"),
+    ("data.name=idxx", "did you mean idx"),
+    ("analysis.sweep_seeds=[0,0]", "analysis.sweep_seeds has repeated items"),
+    ("analysis.sweep_seeds=[-1]", r"analysis.sweep_seeds\[0\] must be >= 0"),
+    ("threads=-1", "threads must be one of auto or an integer >= 0"),
+])
+def test_new_settings_are_checked(override, match):
+    from examples.kd.config import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        load_config("fmnist", overrides=[override])
+
+
+def test_null_subset_and_size_are_for_idx_only(tmp_path):
+    from examples.kd.data import load_data
+
+    cfg = load_config("quick", overrides=["data.train_per_class=null"])  # the schema allows null ...
+    with pytest.raises(ValueError, match="glyphs: data.train_per_class must be an integer"):
+        load_data(cfg["data"], tmp_path)  # ... the glyph generator does not
 
 
 def test_profiles_are_checked():

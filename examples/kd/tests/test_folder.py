@@ -103,4 +103,8 @@ def test_get_matches_dataset(folder):
 def test_synthetic_imagefolder_source(tmp_path):
     d = load_data({"name": "synthetic_imagefolder", "num_classes": 2, "train_per_class": 2, "test_per_class": 1,
                    "size": 16, "resize": 18, "workers": 0}, tmp_path)
-    assert d.num_classes == 2 and d.size("train") == 4 and d.size("test") == 2 and d.streams
+    assert d.num_classes == 2 and d.size("test") == 2 and d.streams
+    # one image of each class held out of train/ for validation (the folder's val/ is the test split)
+    assert d.size("train") == 2 and d.size("val") == 2 and d.splits == ("train", "val", "test")
+    assert {label for _, label in d.files["val"]} == {0, 1} and not set(d.files["val"]) & set(d.files["train"])
+    assert d.identity["split"]["val_size"] == 2

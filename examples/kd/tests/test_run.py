@@ -24,20 +24,21 @@ TINY = ["data.num_classes=6", "data.train_per_class=8", "data.test_per_class=2",
         "seeds=[0]", "analysis.timing_rounds=2", "analysis.timing_warmup=1", "analysis.fig1_samples=24",
         "progress=false", "threads=1"]
 # a tiny easy set a student must learn: 4 very distinct glyph classes, big enough strokes at 12 px
-EASY = ["data.num_classes=4", "data.train_per_class=48", "data.test_per_class=16", "data.size=12",
-        "optim.batch_size=16", "optim.lr=0.1"]
+# (53 images per class: 48 to train on, 5 held out for validation)
+EASY = ["data.num_classes=4", "data.train_per_class=53", "data.test_per_class=16", "data.size=12",
+        "optim.batch_size=16", "optim.lr=0.1", "data.val_fraction=0.1"]
 CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A teacher trained on the easy set (4 epochs), and the data."""
+    """A teacher trained on the easy set (6 epochs), and the data."""
     run = tmp_path_factory.mktemp("kd")
     cfg = load_config("quick", overrides=TINY + EASY)
     cfg["run_dir"] = str(run)
     data = load_data(cfg["data"], run)
     torch.set_num_threads(1)
-    rec = train_run(RunSpec("teacher", "resnet8", "teacher", "none", 0, 4), data, cfg, run, CPU, progress=False)
+    rec = train_run(RunSpec("teacher", "resnet8", "teacher", "none", 0, 6), data, cfg, run, CPU, progress=False)
     teacher = load_model(run / rec["run_id"] / "final.pt", "resnet8", data.num_classes, "cpu")
     return cfg, data, teacher, run, rec
 
@@ -58,7 +59,7 @@ def test_every_method_learns(tiny, method, aug, extra):
     cfg, data, teacher, run, _ = tiny
     loss = dict(cfg["loss"], **extra)
     # the contrastive term (weight 0.8) dominates the first epochs on 192 images: CRD gets 5 epochs
-    epochs = 5 if method.startswith("crd") else 3
+    epochs = 5 if method.startswith("crd") else 4
     spec = RunSpec(f"{method}_{aug}_{len(extra)}", "resnet8", method, aug, 0, epochs, loss)
     res = train_run(spec, data, cfg, run, CPU, teacher=teacher, progress=False)
     assert res["epochs"] == epochs and res["best_acc"] >= 40.0, res["best_acc"]  # chance is 25 %
@@ -94,6 +95,7 @@ def _changes(cfg, data, teacher, tmp_path):
     spec = RunSpec("kdi", "resnet8", "kd-i", "mixup", 0, 1, dict(cfg["loss"]))
     other_data = load_data(dict(cfg["data"], seed=1), tmp_path)
     fewer_classes = load_data(dict(cfg["data"], num_classes=3), tmp_path)
+    other_split = load_data(dict(cfg["data"], val_fraction=0.2), tmp_path)
     other_teacher = copy.deepcopy(teacher)
     with torch.no_grad():
         next(other_teacher.parameters()).add_(0.01)
@@ -107,6 +109,7 @@ def _changes(cfg, data, teacher, tmp_path):
         ("aug_alpha", spec, dict(cfg, aug={"alpha": 0.4}), data, teacher),
         ("data.generator.seed", spec, cfg, other_data, teacher),
         ("data.generator.c", spec, cfg, fewer_classes, teacher),
+        ("data.split.val_fraction", spec, cfg, other_split, teacher),
         ("teacher", spec, cfg, data, other_teacher),
     ]
 
@@ -120,7 +123,7 @@ def test_identity_covers_every_setting(tiny, tmp_path):
         # reuse_only: never trains, names what differs from the saved run
         with pytest.raises(RunMissing, match=what.replace(".", r"\.")):
             train_run(s, d, c, tmp_path, CPU, teacher=t, progress=False, reuse_only=True)
-        ident = run_identity(s, c, d.identity, state_digest(t), 1)
+        ident = run_identity(s, c, d.identity, state_digest(t), 1, 1)
         ids.add(runs.run_id(s.name, ident))
     assert len(ids) == 1 + len(changes)  # every change gives a new run (retrained, not reused)
     # the same settings are reused (the record comes back unchanged, nothing is retrained)
@@ -172,21 +175,64 @@ def test_crd_resume_restores_memory_and_equals_uninterrupted(tiny, tmp_path):
     assert a["identity"]["loss"]["crd_k"] == 16 and a["teacher_arch"] == "resnet8"
 
 
-def test_best_teacher_epoch_is_kept_and_used(tiny):
-    """best.pt holds the weights of the teacher's best test epoch; Study.teacher loads them."""
+def test_selected_teacher_epoch_is_kept_and_used(tiny):
+    """best.pt holds the weights of the teacher's best validation epoch; its record reports the test
+    accuracy of that epoch, of the last one and of the best test epoch; Study.teacher loads best.pt."""
     from examples.kd.experiment import Study
     from examples.kd.train import evaluate
 
     cfg, data, _, run, rec = tiny
     best = torch.load(run / rec["run_id"] / "best.pt", weights_only=True)
     hist = [json.loads(line) for line in (run / rec["run_id"] / "log.jsonl").read_text().splitlines()]
-    accs = [h["test_acc"] for h in hist]
-    assert best["epoch"] == rec["best_epoch"] == 1 + accs.index(max(accs))
-    assert best["test_acc"] == rec["best_acc"] == max(accs)
+    vals, tests = [h["val_acc"] for h in hist], [h["test_acc"] for h in hist]
+    sel = 1 + vals.index(max(vals))
+    assert rec["selected_on"] == "val" and best["epoch"] == rec["sel_epoch"] == sel
+    assert rec["sel_acc"] == tests[sel - 1] == best["test_acc"] and best["val_acc"] == max(vals)
+    assert rec["best_acc"] == max(tests) and rec["best_epoch"] == 1 + tests.index(max(tests))
+    assert rec["last_acc"] == tests[-1]
     m = load_model(run / rec["run_id"] / "best.pt", "resnet8", data.num_classes, "cpu")
-    assert evaluate(m, data, CPU) == pytest.approx(rec["best_acc"])
-    study = Study(dict(copy.deepcopy(cfg), teacher=dict(cfg["teacher"], epochs=4, arch="resnet8")))
-    assert state_digest(study.teacher()) == state_digest(m)
+    assert evaluate(m, data, CPU) == pytest.approx(rec["sel_acc"])
+    assert evaluate(m, data, CPU, split="val") == pytest.approx(max(vals))
+    study = Study(dict(copy.deepcopy(cfg), teacher=dict(cfg["teacher"], epochs=6, arch="resnet8")))
+    assert state_digest(study.teacher()) == state_digest(m) and study.teacher_acc == rec["sel_acc"]
+
+
+def test_selection_follows_validation_not_test():
+    """The selected epoch is the best validation epoch even where the test set would pick another;
+    without a validation split it is the best test epoch."""
+    from examples.kd.train import _new_state, _update_selection
+
+    state = _new_state()
+    moved = [_update_selection(state, dict(epoch=e, test_acc=t, val_acc=v))
+             for e, (t, v) in enumerate([(50, 40), (70, 45), (60, 60), (65, 55)], 1)]
+    assert moved == [True, True, True, False]
+    assert (state["sel_epoch"], state["best_epoch"], state["best"]) == (3, 2, 70)
+    state = _new_state()
+    for e, t in enumerate([50, 70, 60], 1):
+        _update_selection(state, dict(epoch=e, test_acc=t))
+    assert state["sel_epoch"] == state["best_epoch"] == 2
+
+
+def test_no_validation_split_selects_on_test(tiny, tmp_path):
+    cfg, _, teacher, _, _ = tiny
+    data = load_data(dict(cfg["data"], val_fraction=0.0), tmp_path)
+    assert data.splits == ("train", "test") and data.size("train") == 4 * 53
+    spec = RunSpec("kd", "resnet8", "kd", "none", 0, 2, dict(cfg["loss"]))
+    rec = train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, progress=False)
+    assert rec["selected_on"] == "test" and rec["sel_acc"] == rec["best_acc"] and rec["val_acc"] is None
+
+
+def test_thread_count_is_part_of_the_identity(tiny, tmp_path):
+    cfg, data, teacher, _, _ = tiny
+    spec = RunSpec("kd", "resnet8", "kd", "none", 0, 1, dict(cfg["loss"]))
+    rec = train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, progress=False)
+    assert rec["identity"]["threads"] == torch.get_num_threads() == 1
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RunMissing, match="threads: 1 -> 2"):
+            train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, progress=False, reuse_only=True)
+    finally:
+        torch.set_num_threads(1)
 
 
 def test_given_teacher_checkpoint_is_evaluated_not_trained(tiny, tmp_path):
@@ -241,8 +287,9 @@ def test_cli_pipeline_with_sweeps_and_report(tmp_path):
     t3 = (tmp_path / "analysis" / "table3.md").read_text()
     assert "| KD-i | Mixup |" in t3 and "KD-i / KD-aug" in t3
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
-    # teacher, KD, KD-aug, KD-i, control, KD-p, and sigma 1 (fractions 0 and 1 and sigma 2 are Table 1 runs)
-    assert len(lines) == 1 + 5 + 1
+    # teacher, CE, KD, KD-aug, KD-i, control, KD-p, and sigma 1 (fractions 0 and 1 and sigma 2 are Table 1 runs)
+    assert len(lines) == 1 + 6 + 1
+    assert "| Student alone (CE) |" in (tmp_path / "report" / "table1.md").read_text()
     assert set(json.loads((tmp_path / "analysis" / "fig4.json").read_text())) == {"0", "1"}
     assert set(json.loads((tmp_path / "analysis" / "fig5.json").read_text())) == {"1", "2"}
     # the later commands in-process (fast): a second call reuses every finished run

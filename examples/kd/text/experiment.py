@@ -79,7 +79,7 @@ class TextStudy(Study):
         title = f"Table 4 analogue ({self.cfg['data'].get('name', 'debian')}, Mixup-Transformer; {{}})"
         md = analysis.table1(entries, out, ["mixup"], name="table4", title=title.format("best test accuracy"))
         md_last = analysis.table1(entries, out / "last", ["mixup"], metric="last_acc", name="table4",
-                                  title=title.format("last-epoch test accuracy"))
+                                  title=title.format("last-epoch test accuracy"), figure=False)
         return md, md_last
 
     def table4(self):
