@@ -34,6 +34,8 @@ import numpy as np
 
 __all__ = ["find_idx", "read_idx", "load_idx", "idx_identity", "class_subset", "IDX_FILES"]
 
+#: where Debian's package dataset-fashion-mnist installs the files
+DEBIAN_FMNIST = "/usr/share/datasets/fashion-mnist"
 #: the four files of a set, by role, and the number of dimensions each holds
 IDX_FILES = {"train-images": 3, "train-labels": 1, "t10k-images": 3, "t10k-labels": 1}
 _NAME = re.compile(r"^(train|t10k)-(images|labels)[-.]idx([13])-ubyte(\.gz)?$")
@@ -56,11 +58,12 @@ def find_idx(root) -> dict[str, Path]:
     if not root:
         raise FileNotFoundError("idx: pass --data-root DIR, the folder holding train-images-idx3-ubyte[.gz] "
                                 "and the other three IDX files (Fashion-MNIST: apt-get install "
-                                "dataset-fashion-mnist puts them in /usr/share/datasets/fashion-mnist)")
+                                f"dataset-fashion-mnist puts them in {DEBIAN_FMNIST})")
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"idx: {root} is not a folder (expected the folder of train-images-idx3-ubyte[.gz], "
-                                f"train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz])")
+        raise FileNotFoundError(f"idx: {root} is not a folder; pass --data-root DIR, the folder of "
+                                f"train-images-idx3-ubyte[.gz] and the other three IDX files (Fashion-MNIST: "
+                                f"apt-get install dataset-fashion-mnist puts them in {DEBIAN_FMNIST})")
     folders: dict[Path, dict[str, Path]] = {}
     for p in sorted(root.rglob("*")):
         role = _role(p)
