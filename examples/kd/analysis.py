@@ -35,6 +35,7 @@ AUG_LABEL = {"none": "—", "mixup": "Mixup", "cutmix": "CutMix"}
 #: what each accuracy of a run's record is (all on the test set): titles and column headings
 METRIC_TITLE = {"sel_acc": "test accuracy at the validation-selected epoch", "last_acc": "last-epoch test accuracy",
                 "best_acc": "best test accuracy, as the paper reports"}
+SEL_AXIS = "student test accuracy (%)\nat the val-selected epoch"
 METRIC_HEADER = {"sel_acc": "val-selected epoch (%)", "last_acc": "last epoch (%)",
                  "best_acc": "best test epoch, as the paper reports (%)"}
 
@@ -142,7 +143,7 @@ def _deltas(rk, a, vals, acc, augs):
 
 
 def table1(entries: list[dict], out_dir: Path, augs=("mixup", "cutmix"), metric="best_acc", name="table1",
-           title=None, columns=(), header=None, figure=True, note_extra="") -> str:
+           title=None, columns=(), header=None, figure=True, note_extra="", ylabel=None) -> str:
     """Table 1 analogue from ``entries`` (dicts with ``row`` in :data:`ROW_LABEL`, ``aug``, ``seed``,
     ``metric``, ``violation``): mean with a 95 % t interval over seeds, the paired difference to
     KD-aug of the same augmentation and seed (95 % interval), and for KD-i the paired difference to
@@ -150,7 +151,8 @@ def table1(entries: list[dict], out_dir: Path, augs=("mixup", "cutmix"), metric=
     with ``figure``, ``<name>.png`` (the text study's Table 4: ``name="table4"`` and its own ``title``).
 
     ``columns``: ``(header, key)`` pairs of further accuracies shown as mean ± interval (the
-    differences use ``metric``); ``header``: the heading of ``metric``'s column.
+    differences use ``metric``); ``header``: the heading of ``metric``'s column; ``ylabel``: the
+    figure's axis label (default ``student <header>``).
     """
     acc, viol = _collect(entries, [metric] + [k for _, k in columns])
     main = acc[metric]
@@ -185,7 +187,7 @@ def table1(entries: list[dict], out_dir: Path, augs=("mixup", "cutmix"), metric=
     md = write_table(rows, out_dir / name, title or f"Table 1 analogue ({METRIC_TITLE.get(metric, mname)})", note)
     (out_dir / f"{name}.json").write_text(json.dumps(raw, indent=1))
     if figure and any(panels.values()):
-        bar_figure({k: v for k, v in panels.items() if v}, out_dir / f"{name}.png", f"student {header}",
+        bar_figure({k: v for k, v in panels.items() if v}, out_dir / f"{name}.png", ylabel or f"student {header}",
                    "Table 1: mean and 95 % interval over seeds (dots: seeds)" if title is None else
                    f"{title.split(' (')[0]}:\nmean and 95 % interval over seeds (dots: seeds)")
     return md
@@ -201,7 +203,7 @@ def table1_selected(entries: list[dict], out_dir: Path, augs) -> tuple[str, str]
             "last epoch, and at the best test epoch, which is what the paper reports (chosen on the test set "
             "itself, so optimistic).")
     md = table1(entries, out_dir, augs, metric="sel_acc", columns=cols, header=METRIC_HEADER["sel_acc"],
-                note_extra=note)
+                note_extra=note, ylabel=SEL_AXIS)
     md_last = table1(entries, out_dir / "last", augs, metric="last_acc", header=METRIC_HEADER["last_acc"],
                      figure=False)
     return md, md_last
@@ -230,7 +232,7 @@ def sweep_figure(entries: list[dict], out_dir: Path, name: str, xlabel: str, tit
     for x in xs:
         ax.scatter([x] * len(by[x]), list(by[x].values()), s=8, color="grey", alpha=0.6, zorder=3)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("student test accuracy (%)")
+    ax.set_ylabel(SEL_AXIS)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(out_dir / f"{name}.png", dpi=120)

@@ -200,17 +200,19 @@ def test_block_names(tmp_path):
 
 def test_readme_blocks_are_the_committed_reports():
     """Every ``<!-- report:NAME -->`` block of examples/kd/README.md is, byte for byte, the
-    generated file the docs include (docs/kd/quick/NAME.md; text-NAME: docs/kd/text-quick/NAME.md),
-    so the README and the docs quote one report and neither is edited by hand."""
+    generated file the docs include (docs/kd/quick/NAME.md; text-NAME: docs/kd/text-quick/NAME.md;
+    fmnist-NAME: docs/kd/fmnist/NAME.md), so the README and the docs quote the reports and neither
+    is edited by hand."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[3]
     readme = root / "examples" / "kd" / "README.md"
     names = report.block_names(readme)
-    assert "table1" in names and "text-table4" in names
+    assert "table1" in names and "text-table4" in names and "fmnist-table1" in names
     text = readme.read_text()
+    folders = {"text": "text-quick", "fmnist": "fmnist"}
     for name in names:
-        folder, base = ("text-quick", name[len("text-"):]) if name.startswith("text-") else ("quick", name)
+        folder, base = (folders[name.split("-")[0]], name.split("-", 1)[1]) if "-" in name else ("quick", name)
         block = text.split(f"<!-- report:{name} -->\n", 1)[1].split(f"<!-- /report:{name} -->", 1)[0]
         generated = (root / "docs" / "kd" / folder / f"{base}.md").read_text()
         assert block.rstrip("\n") == generated.rstrip("\n"), name
