@@ -20,7 +20,7 @@ def test_bounds_are_validated():
     y, p = [0.0, 1.0, 10.0], [-1, 0, 0]
     with pytest.raises(ValueError, match="y_min must be <= y_max"):
         treeiso.fit(y, p, y_min=2, y_max=1)
-    with pytest.raises(ValueError, match="y_max must be finite"):
+    with pytest.raises(ValueError, match="y_max must be a finite number"):
         treeiso.fit(y, p, y_max=np.nan)
     with pytest.raises(TypeError, match="y_min must be None or a real number"):
         treeiso.fit(y, p, y_min=[0.0, 1.0])

@@ -9,6 +9,7 @@ from ._tree import Tree, as_tree
 from ._validation import (
     as_rows,
     check_finite as scan_values,
+    bounds_in_range,
     check_bounds,
     check_orientation,
     is_torch_tensor,
@@ -96,9 +97,12 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     ValueError
         For NaN or infinite values or weights, non-positive weights, shapes
         that do not match the tree, 0-d values, an unknown method, a method
-        that does not fit the tree's shape, ``y_min > y_max``, a bad ``axis``
-        or ``threads``, or weights whose total overflows while the smallest is
-        below 2**-1044 of it.
+        that does not fit the tree's shape, ``y_min > y_max``, a ``y_min``
+        above (or ``y_max`` below) the range of the result's dtype, a bad
+        ``axis``, ``numpy.longdouble`` data beyond float64's range (treeiso
+        computes it in float64), or weights whose total exceeds 2**307 (about
+        2.6e92) while the smallest is below 2**-1044 (about 5e-315) of that
+        total (too wide a range to scale into float64).
     TypeError
         For complex or non-numeric values, weights or bounds, or masked arrays
         (the mask is not honoured: fill them or drop those nodes).
@@ -171,6 +175,7 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     reject_masked(weights, "weights")
     y, weights, ax = nodes_last(np.asarray(values), weights, axis)
     y, out_dtype = prepare_values(y, tree.n, check=False)
+    bounds = bounds_in_range(bounds, float(np.finfo(out_dtype).max), out_dtype)
     # The finiteness scan also yields max|y| (or None), which the range scaling below reuses.
     amax = scan_values(y, "values") if check_finite else None
     w = prepare_weights(weights, y.shape, check_finite)

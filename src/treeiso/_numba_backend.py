@@ -19,6 +19,10 @@ from . import _dispatch
 # hand-off (tens of microseconds) costs more than it saves.
 MIN_WORK_PER_THREAD = 1 << 15
 
+# More threads than this are never started, whatever ``threads`` asks for: rows are split
+# into at most this many chunks (a thread per chunk), which no machine of today outruns.
+MAX_THREADS = 256
+
 _pool = None
 _pool_size = 0
 _pool_pid = None
@@ -66,10 +70,17 @@ def n_threads(threads, n_rows, n, default=None):
         if work <= 1 or n_rows <= 1:
             return 1
         threads = min(default_threads() if default is None else default, work)
-    return max(1, min(int(threads), n_rows))
+    return max(1, min(int(threads), n_rows, MAX_THREADS))
 
 
 def _get_pool(size):
+    """A pool with at least ``size`` workers, shared by every caller.
+
+    A pool is never shut down while this process runs: another Python thread may be
+    submitting to it at this very moment (a web server, DataLoader threads). When a call
+    needs more workers, a larger pool replaces it for later calls; the old one finishes the
+    work already handed to it and its idle workers exit once nothing refers to it.
+    """
     global _pool, _pool_size, _pool_pid
     with _pool_lock:
         # A forked child (a DataLoader worker) inherits the pool object but not its
@@ -77,8 +88,6 @@ def _get_pool(size):
         if _pool is None or _pool_size < size or _pool_pid != os.getpid():
             from concurrent.futures import ThreadPoolExecutor
 
-            if _pool is not None and _pool_pid == os.getpid():
-                _pool.shutdown(wait=False)
             _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="treeiso")
             _pool_size = size
             _pool_pid = os.getpid()

@@ -8,6 +8,7 @@ from ._numba_backend import check_threads, n_threads, run_kernel
 from ._scaling import scale_rows
 from ._validation import (
     as_rows,
+    bounds_in_range,
     check_bounds,
     check_orientation,
     is_torch_tensor,
@@ -61,8 +62,10 @@ def fit_topk(values, labels, weights=None, *, orientation="root_largest", y_min=
         Threads that fit rows in parallel, as in :func:`treeiso.fit`.
     check_finite : bool, default=True
         As in :func:`treeiso.fit`: ``False`` skips the checks of the data (NaN, infinity,
-        weights > 0 and, for tensors, the label range, which costs a CUDA
-        synchronisation). NumPy labels are always range-checked.
+        weights > 0). Labels are range-checked whatever this option: on the host before
+        the kernel runs (a ``ValueError``); for CUDA tensors with ``check_finite=False`` on
+        the device, without a synchronisation (a bad label then fails the CUDA stream with
+        a device-side assertion instead of reading or writing outside a row).
 
     Returns
     -------
@@ -108,6 +111,7 @@ def fit_topk(values, labels, weights=None, *, orientation="root_largest", y_min=
     # NaN and infinity are caught by the kernel's own pass (no separate scan of the data).
     y, out_dtype = prepare_values(arr, arr.shape[-1], check=False)
     c = y.shape[-1]
+    bounds = bounds_in_range(bounds, float(np.finfo(out_dtype).max), out_dtype)
     reject_masked(labels, "labels")
     lab = np.asarray(labels)
     if lab.dtype.kind not in "iu":
@@ -154,14 +158,19 @@ def fit_topk(values, labels, weights=None, *, orientation="root_largest", y_min=
 
 def compact_labels(lab):
     """(B, k) labels -> int64 (B, k): -1 and repeats dropped (first wins), order kept,
-    padding moved to the end of each row."""
+    padding moved to the end of each row. O(B k) memory: a stable sort of each row puts the
+    copies of a label side by side, the first occurrence first."""
     lab = np.asarray(lab, dtype=np.int64)
     n_rows, k = lab.shape
     out = np.full((n_rows, k), -1, dtype=np.int64)
     if k == 0 or n_rows == 0:
         return out
-    earlier = np.tri(k, k, -1, dtype=bool)  # [i, j]: j before i
-    dup = ((lab[:, :, None] == lab[:, None, :]) & earlier).any(-1)
+    idx = np.argsort(lab, axis=1, kind="stable")
+    srt = np.take_along_axis(lab, idx, axis=1)
+    dup_sorted = np.zeros(lab.shape, dtype=bool)
+    dup_sorted[:, 1:] = srt[:, 1:] == srt[:, :-1]
+    dup = np.empty_like(dup_sorted)
+    np.put_along_axis(dup, idx, dup_sorted, axis=1)
     keep = (lab >= 0) & ~dup
     pos = np.cumsum(keep, axis=1) - 1
     rows = np.broadcast_to(np.arange(n_rows)[:, None], lab.shape)

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from ._dispatch import FitResult
-from ._validation import check_axis, check_ndim, move_weights
+from ._validation import bounds_in_range, check_axis, check_ndim, move_weights
 
 # Rounds of parallel pooling before the chain's native path hands the rows left to PAV on
 # the host: _CHAIN_ROUNDS + _CHAIN_ROUNDS_PER_BIT * log2(n). A round costs O(n); random rows
@@ -85,8 +85,7 @@ def _range_exponents(y: Tensor, w: Tensor | None, amax: float | None = None
     computed it) and the weights' total."""
     from ._scaling import exponent_of, safe_exponent
 
-    fi = torch.finfo(y.dtype)
-    hi = safe_exponent(math.frexp(fi.max)[1])
+    hi = safe_exponent(math.frexp(torch.finfo(y.dtype).max)[1])
     ey = ew = 0
     if y.numel():
         # On the host, one compiled pass (a tenth of aminmax + abs + max + sync on small
@@ -98,6 +97,8 @@ def _range_exponents(y: Tensor, w: Tensor | None, amax: float | None = None
         if math.isfinite(a) and not (a == 0.0 or 2.0**-hi <= a <= 2.0**hi):
             ey = exponent_of(a)
     if w is not None and w.numel():
+        fi = torch.finfo(w.dtype)  # float64 on the host (as NumPy), the work dtype on devices
+        hi = safe_exponent(math.frexp(fi.max)[1])
         t = float(w.sum())
         if not 2.0**-hi <= t <= 2.0**hi:
             ew = (exponent_of(float(w.max())) + max(w.numel() - 1, 1).bit_length()
@@ -105,7 +106,7 @@ def _range_exponents(y: Tensor, w: Tensor | None, amax: float | None = None
             small = float(w.min())
             if ew > 0 and math.ldexp(small, -ew) < fi.tiny * fi.eps * 2.0**30:
                 raise ValueError(
-                    f"weights span too wide a range for {y.dtype}: the smallest, {small!r}, "
+                    f"weights span too wide a range for {w.dtype}: the smallest, {small!r}, "
                     "underflows once their total is scaled into range (rescale the weights)")
     return ey, ew
 
@@ -125,6 +126,14 @@ def _scaled(impl, y: Tensor, w: Tensor | None, *args, amax: float | None = None
 
     x, top = impl(p2(y, -ey), None if w is None else p2(w, -ew), *args)
     return p2(x, ey), top
+
+
+def _work_weights(w: Tensor | None, y: Tensor, native: bool) -> Tensor | None:
+    """Weights come in float64 (as NumPy's): the host kernels read them so; the native
+    paths compute in the values' work dtype, so they get them cast to it."""
+    if w is None or not (native or y.device.type != "cpu"):
+        return w
+    return w.to(y.dtype)
 
 
 def _to_np64(t: Tensor) -> np.ndarray:
@@ -190,7 +199,7 @@ def _chain_host(y: Tensor, w: Tensor | None, order: Tensor | None = None, thread
     work = y.dtype if y.dtype in (torch.float32, torch.float64) else torch.float64
     yc = y.detach().to("cpu", work).contiguous()
     wc = (torch.empty((0, y.shape[1]), dtype=torch.float64) if w is None
-          else w.detach().to("cpu", work).contiguous())
+          else w.detach().to("cpu", torch.float64).contiguous())
     chain = (np.arange(yc.shape[1], dtype=np.int64) if order is None
              else np.ascontiguousarray(order.detach().cpu().numpy(), dtype=np.int64))
     x = torch.empty_like(yc)
@@ -209,7 +218,8 @@ def _chain_op(y: Tensor, w: Tensor | None, order: Tensor, native: bool, threads:
     if check:
         amax = _check_finite(y, "values")  # max|y| too, for the scaling
         _check_weights(w)
-    return _scaled(_chain_impl, y, w, order, native, threads, amax=amax)
+    return _scaled(_chain_impl, y, _work_weights(w, y, native), order, native, threads,
+                   amax=amax)
 
 
 def _chain_impl(y: Tensor, w: Tensor | None, order: Tensor, native: bool, threads: int
@@ -366,8 +376,8 @@ def _broom_host(y: Tensor, w: Tensor | None, lab: Tensor, threads: int = 1, chec
 
     work = y.dtype if y.dtype in (torch.float32, torch.float64) else torch.float64
     yc = y.detach().to("cpu", work).contiguous()
-    wc = (torch.empty((0, y.shape[1]), dtype=work) if w is None
-          else w.detach().to("cpu", work).contiguous())
+    wc = (torch.empty((0, y.shape[1]), dtype=torch.float64) if w is None
+          else w.detach().to("cpu", torch.float64).contiguous())
     labc = lab.detach().to("cpu", torch.int64).contiguous()
     x = torch.empty_like(yc)
     blocks = torch.empty(yc.shape, dtype=torch.int64)
@@ -389,17 +399,24 @@ def _broom_op(y: Tensor, w: Tensor | None, labels: Tensor, native: bool, threads
         if native:
             amax = _check_finite(y, "values")  # the host kernel checks in its own pass
         _check_weights(w)
-        if labels.numel():
+    if labels.numel():
+        # The label range is checked even with check=False: the kernels index rows by label.
+        # On the host that costs no synchronisation; on a device, check there (asynchronous:
+        # a bad label fails the stream instead of reading or writing outside a row).
+        if not native or check or y.device.type == "cpu":
             lo, hi = int(labels.min()), int(labels.max())
             if lo < -1 or hi >= c:
                 bad = lo if lo < -1 else hi
                 raise ValueError(
                     f"labels must be class indices in [0, {c}) or -1 (padding), got {bad}")
+        else:
+            torch._assert_async(((labels >= -1) & (labels < c)).all(),
+                                f"treeiso: labels must be class indices in [0, {c}) or -1")
     if y.numel() == 0:
         return y.clone(), torch.zeros(y.shape, dtype=torch.int64, device=y.device)
     labels = _compact_labels(labels)
     if native:
-        return _scaled(_broom_native, y, w, labels, amax=amax)
+        return _scaled(_broom_native, y, _work_weights(w, y, True), labels, amax=amax)
     return _scaled(_broom_host, y, w, labels, _threads(threads, y), check)
 
 
@@ -447,13 +464,15 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, gx, gblocks):
     y, w, x, blocks = ctx.saved_tensors
-    r = _block_vjp(blocks, gx, w)
-    gy = r if w is None else w * r
+    wg = None if w is None else w.to(gx.dtype)  # weights come in float64
+    r = _block_vjp(blocks, gx, wg)
+    gy = r if w is None else wg * r
     gw = None
     if ctx.has_w:
         gw = (y - x) * r
         if w.shape[0] != gw.shape[0]:  # one row of weights shared by every row
             gw = gw.sum(0, keepdim=True)
+        gw = gw.to(w.dtype)
     return (gy, gw) + (None,) * ctx.n_rest
 
 
@@ -465,19 +484,20 @@ for _op in (_chain_op, _broom_op, _tree_op):
 # ----------------------------------------------------------------------------- front ends
 def _prepare(values: Tensor, weights, axis: int = -1):
     """values -> (rows (B, n) in the work dtype, weights (B, n), (1, n) when one row is
-    shared by every row, or None, out dtype, axis of the nodes in ``values``).
+    shared by every row, or None (float64 on the host), out dtype, axis of the nodes in
+    ``values``). A real number as ``weights`` is one weight for every node, as in NumPy.
 
     The work dtype is float32 or float64: integers give float64, and float16/bfloat16 are
     computed in float32 (the output is cast back, which autograd follows)."""
     if values.is_complex():
         raise TypeError(f"values must be real, got complex dtype {values.dtype}")
-    if values.dtype == torch.bool:
-        raise TypeError("values must be numeric, got dtype torch.bool")
     check_ndim(values.shape)
     ax = check_axis(axis, values.ndim)
-    out_dtype = values.dtype if values.is_floating_point() else torch.float64
+    out_dtype = values.dtype if values.is_floating_point() else torch.float64  # as NumPy
     work = out_dtype if out_dtype in (torch.float32, torch.float64) else torch.float32
     if weights is not None:
+        if _is_real_scalar(weights):  # a number, as NumPy accepts (one weight for all)
+            weights = torch.tensor(float(weights), dtype=torch.float64, device=values.device)
         if not isinstance(weights, Tensor):
             raise TypeError(
                 f"values is a torch.Tensor but weights is {type(weights).__name__}: "
@@ -496,12 +516,19 @@ def _prepare(values: Tensor, weights, axis: int = -1):
     y2 = values.to(work).reshape(n_rows, n).contiguous()
     w2 = None
     if weights is not None:
-        w = weights.to(work)
+        # On the host in float64, as NumPy's (the host kernels read them so); on devices,
+        # where the native paths compute in the work dtype (MPS has no float64), in that.
+        w = weights.to(torch.float64 if values.device.type == "cpu" else work)
         if all(d == 1 for d in w.shape[:-1]):  # one row for all: (1, n), no (B, n) copy
             w2 = w.reshape(1, w.shape[-1]).expand(1, n).contiguous()
         else:
             w2 = torch.broadcast_to(w, values.shape).reshape(n_rows, n).contiguous()
     return y2, w2, out_dtype, ax
+
+
+def _is_real_scalar(obj) -> bool:
+    return (isinstance(obj, (int, float, np.integer, np.floating))
+            and not isinstance(obj, (bool, np.bool_)))
 
 
 def _threads(threads: int, y: Tensor) -> int:
@@ -512,10 +539,19 @@ def _threads(threads: int, y: Tensor) -> int:
     return n_threads(threads or None, y.shape[0], y.shape[1])
 
 
+def _op_threads(threads) -> int:
+    """The ops' encoding of ``threads``: 0 for None (resolved in the op: torch.compile traces
+    no thread count), else at most :data:`treeiso._numba_backend.MAX_THREADS` (an int64)."""
+    from ._numba_backend import MAX_THREADS
+
+    return 0 if threads is None else min(int(threads), MAX_THREADS)
+
+
 def _finish(x: Tensor, shape, out_dtype, ax: int, bounds, sign: float) -> Tensor:
     """Undo the orientation's sign, clip to the bounds, restore shape, dtype and axis."""
     if sign < 0:
         x = -x
+    bounds = bounds_in_range(bounds, torch.finfo(out_dtype).max, out_dtype)
     if bounds != (None, None):
         x = torch.clamp(x, min=bounds[0], max=bounds[1])
     return x.reshape(shape).to(out_dtype).movedim(-1, ax)
@@ -538,7 +574,7 @@ def fit_torch(values: Tensor, tree, weights, kernel: str, *, orientation="root_l
     sign = 1.0 if orientation == "root_largest" else -1.0
     ys = y2 if sign > 0 else -y2
     native = values.device.type != "cpu"
-    nt = threads or 0  # None: resolved in the op (torch.compile traces no thread count)
+    nt = _op_threads(threads)
     if kernel == "pav":
         order = torch.as_tensor(np.asarray(tree.handle, dtype=np.int64))
         x, blocks = _chain_op(ys, w2, order, native, nt, check_finite)
@@ -567,13 +603,17 @@ def _build_tree(parent):
 
 
 def _compact_labels(lab: Tensor) -> Tensor:
-    """Drop -1 padding and repeats (first position wins), keep order, pad at the end."""
+    """Drop -1 padding and repeats (first position wins), keep order, pad at the end.
+
+    O(B k) memory: a stable sort of each row puts the copies of a label side by side, the
+    first occurrence first."""
     k = lab.shape[-1]
     if k == 0:
         return lab
-    ar = torch.arange(k, device=lab.device)
-    earlier = ar[None, :] < ar[:, None]  # [i, j]: j before i
-    dup = ((lab.unsqueeze(-1) == lab.unsqueeze(-2)) & earlier).any(-1)
+    srt, idx = torch.sort(lab, dim=-1, stable=True)
+    dup_sorted = torch.zeros_like(srt, dtype=torch.bool)
+    dup_sorted[..., 1:] = srt[..., 1:] == srt[..., :-1]
+    dup = torch.zeros_like(dup_sorted).scatter(-1, idx, dup_sorted)
     keep = (lab >= 0) & ~dup
     pos = torch.where(keep, keep.long().cumsum(-1) - 1, k)
     out = torch.full(lab.shape[:-1] + (k + 1,), -1, dtype=lab.dtype, device=lab.device)
@@ -605,5 +645,6 @@ def fit_topk_torch(values: Tensor, labels, weights=None, *, orientation="root_la
     lab2 = lab.reshape(y2.shape[0], lab.shape[-1]).contiguous()
     sign = 1.0 if orientation == "root_largest" else -1.0
     ys = y2 if sign > 0 else -y2  # root_smallest: every constraint reversed, fit -y
-    x, _ = _broom_op(ys, w2, lab2, values.device.type != "cpu", threads or 0, check_finite)
+    x, _ = _broom_op(ys, w2, lab2, values.device.type != "cpu", _op_threads(threads),
+                     check_finite)
     return _finish(x, shape, out_dtype, ax, bounds, sign)

@@ -233,7 +233,13 @@ class Tree:
         counts = np.bincount(child, minlength=n)
         if counts.size and counts.max() > 1:
             v = int(np.flatnonzero(counts > 1)[0])
-            raise ValueError(f"node {v} has more than one parent in edges")
+            parents = e[child == v, 0]
+            if np.unique(parents).size < parents.size:
+                dup = [int(p) for p in parents]
+                u = next(p for p in dup if dup.count(p) > 1)
+                raise ValueError(f"edge ({u}, {v}) is repeated in edges")
+            raise ValueError(f"node {v} has more than one parent in edges "
+                             f"({', '.join(str(int(p)) for p in parents[:4])})")
         parent[child] = e[:, 0]
         return cls(parent)
 

@@ -45,6 +45,14 @@ def as_real_array(obj, what):
         raise TypeError(f"{what} must be real, got complex dtype {arr.dtype}")
     if kind not in "biuf":
         raise TypeError(f"{what} must be numeric, got dtype {arr.dtype}")
+    if kind == "f" and arr.dtype.itemsize > 8 and arr.size:
+        # numpy.longdouble: computed in float64, so its values must fit there (1e400 would
+        # become inf). NaN and inf themselves are left to the finiteness checks.
+        with np.errstate(invalid="ignore"):
+            big = np.abs(arr[np.isfinite(arr)]).max(initial=0)
+        if big > _FLOAT_MAX:
+            raise ValueError(f"{what} has entries beyond float64's range (up to {str(big)}): "
+                             f"treeiso computes {arr.dtype} in float64; rescale the data")
     return arr
 
 
@@ -102,18 +110,43 @@ def check_finite(arr, what):
 
 def check_bounds(y_min, y_max):
     """Validate the bounds: None or real finite scalars with ``y_min <= y_max``."""
+    out = []
     for name, b in (("y_min", y_min), ("y_max", y_max)):
         if b is None:
+            out.append(None)
             continue
         if is_torch_tensor(b) or np.ndim(b) != 0 or isinstance(b, (bool, np.bool_)):
             raise TypeError(f"{name} must be None or a real number, got {b!r}")
         if not isinstance(b, (int, float, np.integer, np.floating)):
             raise TypeError(f"{name} must be None or a real number, got {type(b).__name__}")
-        if not np.isfinite(b):
-            raise ValueError(f"{name} must be finite, got {b}")
-    if y_min is not None and y_max is not None and y_min > y_max:
+        try:
+            fb = float(b)
+        except OverflowError:  # a Python int beyond float64's range
+            fb = math.inf
+        if not math.isfinite(fb):
+            text = str(b)
+            raise ValueError(f"{name} must be a finite number within float64's range, "
+                             f"got {text if len(text) <= 40 else text[:12] + '...'}")
+        out.append(fb)
+    if out[0] is not None and out[1] is not None and out[0] > out[1]:
         raise ValueError(f"y_min must be <= y_max, got y_min={y_min} > y_max={y_max}")
-    return (None if y_min is None else float(y_min), None if y_max is None else float(y_max))
+    return tuple(out)
+
+
+def bounds_in_range(bounds, largest, dtype):
+    """``bounds`` for results of ``dtype`` (largest finite value ``largest``): a bound that
+    no value of that dtype can meet is an error (``y_min=1e300`` for float32 would make
+    every value infinite); one beyond the range on the other side binds nothing and is
+    dropped (so that clipping in that dtype cannot overflow)."""
+    lo, hi = bounds
+    if lo is not None and lo > largest:
+        raise ValueError(f"y_min={lo} is above the largest {dtype} value ({largest}): "
+                         "the bounded fit cannot be represented")
+    if hi is not None and hi < -largest:
+        raise ValueError(f"y_max={hi} is below the smallest {dtype} value ({-largest}): "
+                         "the bounded fit cannot be represented")
+    return (None if lo is None or lo < -largest else lo,
+            None if hi is None or hi > largest else hi)
 
 
 def check_axis(axis, ndim):
