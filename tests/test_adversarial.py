@@ -177,3 +177,81 @@ def test_errors_say_what_is_wrong():
         treeiso.Tree.from_edges([(0, 1), (0, 1)])
     with pytest.raises(ValueError, match="more than one parent"):
         treeiso.Tree.from_edges([(0, 1), (2, 1), (0, 2)])
+
+
+# --------------------------------------------------------------------- the certificate
+def random_tree(rng, n):
+    return np.concatenate([[-1], rng.integers(0, np.arange(1, n))]) if n > 1 else [-1]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "bfloat16", "float64"])
+def test_certificate_accepts_fits_in_their_precision_and_rejects_larger_errors(dtype):
+    rng = np.random.default_rng(2)
+    tdt = getattr(torch, dtype)
+    eps = float(torch.finfo(tdt).eps)
+    for _ in range(150):
+        n = int(rng.integers(2, 30))
+        parent = random_tree(rng, n)
+        scale = 10 ** rng.uniform(-2, 3)
+        y = torch.tensor(rng.normal(size=n) * scale + rng.normal() * scale, dtype=tdt)
+        w = torch.tensor(10 ** rng.uniform(-2, 2, size=n), dtype=torch.float64)
+        x = treeiso.fit(y, parent, w)
+        assert x.dtype == tdt
+        assert treeiso.certify(y, parent, x, w).optimal
+        if dtype in ("float16", "float32", "float64"):  # NumPy has these dtypes
+            yn = y.numpy()
+            assert treeiso.certify(yn, parent, treeiso.fit(yn, parent, w.numpy()),
+                                   w.numpy()).optimal
+        # Move one block of the exact answer by 100 units of the precision: rejected.
+        res = treeiso.fit(y.double(), parent, w, return_blocks=True)
+        moved = res.x.clone()
+        b = res.blocks[int(rng.integers(n))]
+        amax = float(y.double().abs().max())
+        moved[res.blocks == b] += 100 * eps * amax + 1e-6 * float(y.max() - y.min())
+        assert not treeiso.certify(y, parent, moved.to(tdt), w).optimal
+
+
+def test_certificate_of_a_bounded_problem():
+    rng = np.random.default_rng(3)
+    y = np.array([0.0, 1.0, 10.0])
+    assert treeiso.certify(y, [-1, 0, 0], treeiso.fit(y, [-1, 0, 0], y_max=4.0),
+                           y_max=4.0).optimal
+    assert not treeiso.certify(y, [-1, 0, 0], [4.0, 1.0, 4.0]).optimal  # unbounded: wrong
+    checked = 0
+    for t in range(300):
+        n = int(rng.integers(1, 30))
+        parent = random_tree(rng, n)
+        y = rng.normal(size=n)
+        w = 10 ** rng.uniform(-3, 3, size=n)
+        lo, hi = sorted(rng.normal(size=2) * 0.7)
+        kw = {"y_min": lo if t % 3 else None, "y_max": hi if t % 2 else None}
+        for orientation in ("root_largest", "root_smallest"):
+            x = treeiso.fit(y, parent, w, orientation=orientation, **kw)
+            assert treeiso.certify(y, parent, x, w, orientation=orientation, **kw).optimal
+            # Wrong answers: the unbounded fit where a bound binds, a clipped-data fit, and
+            # the bounded fit moved off a bound.
+            free = treeiso.fit(y, parent, w, orientation=orientation)
+            clipped_data = treeiso.fit(np.clip(y, kw["y_min"], kw["y_max"]), parent, w,
+                                       orientation=orientation)
+            for wrong in (free, clipped_data, x + 1e-4):
+                if np.abs(wrong - x).max() > 1e-6:
+                    checked += 1
+                    assert not treeiso.certify(y, parent, wrong, w, orientation=orientation,
+                                               **kw).optimal
+    assert checked > 300
+
+
+def test_certificate_gap_bounds_the_distance_at_extreme_weights():
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        n = int(rng.integers(2, 20))
+        parent = random_tree(rng, n)
+        y = rng.normal(size=n)
+        w = 10 ** rng.uniform(-150, 150, size=n)
+        x = treeiso.fit(y, parent, w)
+        leaves = np.setdiff1d(np.arange(n), parent)
+        for cand in (x + rng.normal() * 1e-3,  # feasible: one shift for all keeps the order
+                     x - 0.1 * (np.arange(n) == leaves[np.argmin(w[leaves])])):  # a leaf down
+            dist = 0.5 * np.sum(w * (cand - x) ** 2)
+            gap = treeiso.certify(y, parent, cand, w).gap
+            assert gap >= dist * (1 - 1e-9), (gap, dist)

@@ -1,5 +1,6 @@
 """Optimality certificate for tree isotonic regression (KKT conditions)."""
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,6 +10,7 @@ from ._tree import as_tree
 from ._validation import (
     as_real_array,
     as_rows,
+    check_bounds,
     check_finite,
     check_orientation,
     is_torch_tensor,
@@ -17,6 +19,32 @@ from ._validation import (
 )
 
 __all__ = ["certify", "Certificate"]
+
+
+def _to_numpy(a):
+    """Tensors as NumPy arrays (detached, on the host; bfloat16, which NumPy lacks, as
+    float32: exact)."""
+    if not is_torch_tensor(a):
+        return a
+    import torch
+
+    a = a.detach().cpu()
+    return (a.float() if a.dtype == torch.bfloat16 else a).numpy()
+
+
+def _precision(a):
+    """Machine epsilon of the precision ``a`` holds (float64's for integers and others)."""
+    if is_torch_tensor(a):
+        import torch
+
+        return float(torch.finfo(a.dtype).eps) if a.dtype.is_floating_point else _EPS64
+    dt = getattr(a, "dtype", None)
+    if dt is None or np.dtype(dt).kind != "f" or np.dtype(dt).itemsize > 8:
+        return _EPS64
+    return float(np.finfo(dt).eps)
+
+
+_EPS64 = float(np.finfo(np.float64).eps)
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,13 +71,19 @@ class Certificate:
         The same for the blocks that contain a root (each tree's total
         residual is zero).
     gap : float
-        Largest duality-gap bound over the rows: for a feasible ``x``,
-        ``0.5 * sum w (x - x*)**2 <= gap``. The dual point is built from
-        ``x`` itself, so its stationarity residual at node ``i`` is about
-        ``eps * sum(w |y|)`` even for an exact float answer, and it costs
-        ``residual**2 / (2 w_i)``: with weights spanning many orders of
-        magnitude the bound stays valid but is loose (about
-        ``(eps * sum(w |y|))**2 / min(w)``), not a sign of a wrong answer.
+        Largest duality-gap bound over the rows: for a feasible ``x`` (order
+        and bounds), ``0.5 * sum w (x - x*)**2 <= gap``, up to the rounding
+        of its own terms (a relative few ``n * eps``). It is computed as a sum
+        of non-negative terms (the squared stationarity residual of each node
+        over twice its weight, and each multiplier times its constraint's
+        slack), so it is not lost to cancellation at any weight range; it is
+        0 only when the multipliers built from ``x`` prove it optimal
+        exactly, or when every term underflows (below about 1e-308 after
+        rescaling). The dual point is built from ``x`` itself, so for an exact
+        float answer the residuals are rounding-sized, and the bound is about
+        ``(eps * sum(w |y|))**2 / min(w)``: loose when weights span many
+        orders of magnitude, not a sign of a wrong answer. For an infeasible
+        ``x`` it bounds nothing (see ``feasibility``).
     optimal_rows : ndarray of bool
         Shape ``values.shape[:-1]``: the verdict for each row.
 
@@ -74,15 +108,17 @@ class Certificate:
 
 
 def certify(values, tree, solution, weights=None, *, orientation="root_largest",
-            rtol=1e-9):
+            y_min=None, y_max=None, rtol=1e-9):
     r"""Check that ``solution`` solves the tree isotonic regression of ``values``.
 
     With the multiplier of edge ``(parent(c), c)`` equal to the subtree
     residual :math:`R(c) = \sum_{j \in \mathrm{subtree}(c)} w_j (y_j - x_j)`,
     ``x`` is optimal if and only if it is feasible
     (:math:`x_{p(c)} \ge x_c`), :math:`R(c) \ge 0`, :math:`R(c) = 0` wherever
-    :math:`x_{p(c)} > x_c`, and :math:`R(\mathrm{root}) = 0`. The check is
-    O(n) per row and runs in float64.
+    :math:`x_{p(c)} > x_c`, and :math:`R(\mathrm{root}) = 0`. With bounds
+    ``y_min``/``y_max`` the bound multipliers relax these at the blocks that
+    sit on a bound (see the theory page). The check is O(n) per row and runs
+    in float64.
 
     Parameters
     ----------
@@ -96,12 +132,16 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
         Positive weights broadcastable to ``values``. Default 1.
     orientation : {"root_largest", "root_smallest"}, default="root_largest"
         Direction of the constraints, as in :func:`fit`.
+    y_min, y_max : float, optional
+        The bounds of the problem ``solution`` claims to solve, as in :func:`fit`.
     rtol : float, default=1e-9
         Relative tolerance, against the spread of each row's data: values are
-        compared to ``tol_x = rtol * (max y - min y) + 32 * eps * max|y|`` (the
-        second term: an exact answer is only representable to about an ulp of
-        the data), a multiplier to ``tol_x * W(subtree)`` and a block's
-        residual to ``tol_x * W(block)``. Shifting the data leaves the
+        compared to ``tol_x = rtol * (max y - min y) + 32 * eps * max|y, x|``
+        (the second term: an exact answer is only representable to about an
+        ulp of the data, where ``eps`` is the machine epsilon of the coarser
+        of the dtypes of ``values`` and ``solution``: float16, bfloat16,
+        float32 or float64), a multiplier to ``tol_x * W(subtree)`` and a
+        block's residual to ``tol_x * W(block)``. Shifting the data leaves the
         tolerances unchanged up to that floor; scaling values or weights scales
         them alike.
 
@@ -119,7 +159,11 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
 
     Notes
     -----
-    Sound for any positive weights: each block is judged by its own weight,
+    The precision contract: every answer :func:`fit` returns is accepted in
+    the dtype it returns (float16, bfloat16, float32 or float64: it is the
+    exact answer rounded to that dtype, well within ``32 * eps``), and an
+    answer whose blocks are off by more than ``tol_x`` is rejected. Sound for
+    any positive weights: each block is judged by its own weight,
     so a light block in a heavy tree cannot hide in the tree's tolerance, and
     values and weights are rescaled by powers of two when their sums would
     overflow or underflow. A perturbation of an exact answer is detected when
@@ -136,38 +180,43 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
     False
     """
     check_orientation(orientation)
+    bounds = check_bounds(y_min, y_max)
     rtol = float(rtol)
     if not rtol > 0:
         raise ValueError(f"rtol must be > 0, got {rtol}")
     tree = as_tree(tree)
-
-    def to_numpy(a):
-        return a.detach().cpu().numpy() if is_torch_tensor(a) else a
-
-    y, _ = prepare_values(to_numpy(values), tree.n)
-    x = as_real_array(to_numpy(solution), "solution")
+    eps = max(_precision(values), _precision(solution))
+    y, _ = prepare_values(_to_numpy(values), tree.n)
+    x = as_real_array(_to_numpy(solution), "solution")
     if x.shape != y.shape:
         raise ValueError(
             f"solution has shape {x.shape} but values has shape {y.shape}"
         )
     check_finite(x, "solution")
-    w = prepare_weights(to_numpy(weights), y.shape)
+    w = prepare_weights(_to_numpy(weights), y.shape)
     y2 = as_rows(y)
     x2 = as_rows(x)
     # Powers of two keep every sum in range (overflow-free, and tiny weights do not vanish).
-    ey = max(value_exponent(y2), value_exponent(x2))
+    lo, hi = bounds
+    ey = max(value_exponent(y2), value_exponent(x2),
+             *(value_exponent(np.array([abs(b)])) for b in bounds if b is not None))
     ew = weight_exponent(w)
     sign = -1.0 if orientation == "root_smallest" else 1.0
+    if sign < 0:  # y_min <= x <= y_max  <=>  -y_max <= -x <= -y_min
+        lo, hi = (None if hi is None else -hi), (None if lo is None else -lo)
     if ey or sign < 0:
         y2 = sign * np.ldexp(y2, -ey)
         x2 = sign * np.ldexp(x2, -ey)
+    lo_s = 0.0 if lo is None else math.ldexp(lo, -ey)
+    hi_s = 0.0 if hi is None else math.ldexp(hi, -ey)
     if ew:
         w = np.ldexp(w, -ew)
     out = np.zeros((y2.shape[0], 5))
     if tree.n and y2.shape[0]:
         from ._certify_kernel import kkt_rows
 
-        kkt_rows(y2, w, x2, tree.parent, tree.order, rtol, out)
+        kkt_rows(y2, w, x2, tree.parent, tree.order, rtol, eps, lo_s, hi_s,
+                 lo is not None, hi is not None, out)
     if ey or ew:
         with np.errstate(over="ignore"):
             out[:, 4] = np.ldexp(out[:, 4], 2 * ey + ew)

@@ -1,11 +1,11 @@
-"""O(n) KKT check of a candidate solution (SPEC section 4), one row at a time."""
+"""O(n) KKT check of a candidate solution, one row at a time."""
 
 import numpy as np
 from ._jit import njit
 
 # Rounding allowance, in units of eps * max|y| per unit of weight: an exact answer is only
 # representable to about an ulp of the data's magnitude, and the solvers' convex-combination
-# means add a few more (issue 8: the data's offset, not its spread, sets this floor).
+# means add a few more (the data's offset, not its spread, sets this floor).
 FLOOR_ULPS = 32.0
 
 
@@ -19,100 +19,141 @@ def _ratio(viol, tol):
     return np.inf
 
 
+# Kinds of block, by the bound its value sits on (within tol_x).
+_FREE, _AT_HI, _AT_LO, _AT_BOTH = 0, 1, 2, 3
+
+
 @njit(cache=True)
-def kkt_rows(y, w, x, parent, order, rtol, out):
+def kkt_rows(y, w, x, parent, order, rtol, eps, lo, hi, has_lo, has_hi, out):
     """Fill ``out[b] = (feasibility, dual_sign, slackness, stationarity, gap)``.
 
     Each of the first four is the worst violation divided by its tolerance
-    (<= 1 means satisfied). ``gap`` is the duality-gap bound on
-    ``0.5 * ||x - x*||_w^2``. Orientation root_largest; float64 inputs, finite,
-    weights scaled so that their sums neither overflow nor underflow.
+    (<= 1 means satisfied). ``gap`` bounds ``0.5 * ||x - x*||_w^2`` (for feasible ``x``).
+    Orientation root_largest, bounds ``lo <= x <= hi`` where ``has_lo`` / ``has_hi``;
+    float64 inputs, finite, scaled so that sums neither overflow nor underflow; ``eps``:
+    the unit roundoff of the precision the candidate was given in.
 
-    Tolerances come from the row's spread ``max y - min y`` (shift-invariant) plus a
-    floor of ``FLOOR_ULPS`` ulps of ``max|y|`` (representation), per unit weight:
+    Blocks are the nodes joined by edges with ``x[p] - x[c] <= tol_x``. The KKT conditions
+    decompose by block: with ``g = w (y - x)`` and ``S(v)`` the sum of ``g`` over the part
+    of ``v``'s subtree inside its block,
 
-    - values: ``tol_x = rtol * spread + floor``;
-    - a multiplier ``R(c)`` (sum of ``w (y - x)`` over the subtree of ``c``) must be
-      ``>= -W(subtree) * tol_x``;
-    - blocks (nodes joined by edges with ``x[p] - x[c] <= tol_x``) must hold their
-      weighted mean: ``|sum_B w (y - x)| <= W(B) * tol_x``. Given dual feasibility this is
-      complementary slackness (blocks below a strictly ordered edge) and stationarity
-      (root blocks); with one tolerance per block, a light block in a heavy tree is judged
-      on its own weight, not the tree's.
+    - a block within the bounds holds its weighted mean (``S(top) = 0``) and every edge
+      inside it has a non-negative multiplier (``S(v) >= 0``);
+    - a block on the upper bound needs ``S(v) >= 0`` everywhere, its top included (the
+      bound's multiplier takes ``S(top)``);
+    - a block on the lower bound may hand any deficit to the bound's multipliers: with
+      ``Q(v) = g_v + sum over its children in the block of max(Q(c), 0)`` (the smallest
+      non-negative edge multipliers), it needs ``Q(top) <= 0``.
+
+    Tolerances come from the row's spread ``max y - min y`` (shift-invariant) plus a floor
+    of ``FLOOR_ULPS`` units of ``eps * max(|y|, |x|)`` (representation), per unit weight:
+    values ``tol_x = rtol * spread + floor``; ``S(v) >= -W(v) * tol_x`` with ``W(v)`` the
+    weight of that part of the subtree; a block's condition to ``W(block) * tol_x``. One
+    tolerance per block: a light block in a heavy tree is judged on its own weight.
+
+    The gap comes from the dual point these multipliers make (edges ``lam``, bounds ``mu``):
+    ``sum (d - g)^2 / (2 w) + sum lam (x_p - x_c) + sum mu_hi (hi - x) + sum mu_lo (x - lo)``
+    with ``d`` each node's net multiplier, a sum of non-negative terms for a feasible ``x``
+    (no cancellation), zero exactly when the multipliers prove ``x`` optimal.
     """
     n_rows, n = y.shape
     n_w = w.shape[0]
-    eps = np.finfo(np.float64).eps
-    resid = np.empty(n)      # R(c): subtree sums of w (y - x)
-    wsub = np.empty(n)       # subtree weights
-    lam_plus = np.empty(n)   # children's sum of max(R, 0)
-    top = np.empty(n, np.int64)  # block of each node (its top node)
-    bres = np.empty(n)       # per block top: sum of w (y - x), and weight
-    bw = np.empty(n)
+    acc = np.empty(n)        # S(v) (or Q(v) in a block on the lower bound)
+    wblk = np.empty(n)       # weight of v's subtree inside its block
+    lam = np.empty(n)        # multiplier of the edge above v (0 at a block's top)
+    lam_ch = np.empty(n)     # sum of the children's lam
+    top = np.empty(n, np.int64)
+    kind = np.empty(n, np.int64)
     for b in range(n_rows):
         wr = 0 if n_w <= 1 else b
         ymax = -np.inf
         ymin = np.inf
         amax = 0.0
-        wt = 0.0
-        mu = 0.0             # weighted mean (convex updates: no large sums)
         for v in range(n):
             yv = y[b, v]
             ymax = max(ymax, yv)
             ymin = min(ymin, yv)
-            amax = max(amax, abs(yv))
+            amax = max(amax, abs(yv), abs(x[b, v]))
             wv = w[wr, v] if n_w > 0 else 1.0
-            wt += wv
-            mu += (wv / wt) * (yv - mu)
-            resid[v] = wv * (y[b, v] - x[b, v])
-            wsub[v] = wv
-            lam_plus[v] = 0.0
-            bres[v] = 0.0
-            bw[v] = 0.0
-        for i in range(n - 1, -1, -1):       # children before parents
-            v = order[i]
-            p = parent[v]
-            if p >= 0:
-                resid[p] += resid[v]
-                wsub[p] += wsub[v]
-                if resid[v] > 0.0:
-                    lam_plus[p] += resid[v]
+            acc[v] = wv * (yv - x[b, v])
+            wblk[v] = wv
+            lam_ch[v] = 0.0
         tol_x = rtol * (ymax - ymin) + FLOOR_ULPS * eps * amax
         feas = 0.0
+        for i in range(n):                   # parents before children: the blocks
+            v = order[i]
+            p = parent[v]
+            xv = x[b, v]
+            if has_lo:
+                feas = max(feas, _ratio(lo - xv, tol_x))
+            if has_hi:
+                feas = max(feas, _ratio(xv - hi, tol_x))
+            if p >= 0:
+                feas = max(feas, _ratio(xv - x[b, p], tol_x))
+                if x[b, p] - xv <= tol_x:
+                    top[v] = top[p]
+                    kind[v] = kind[p]
+                    continue
+            top[v] = v
+            at_hi = has_hi and abs(xv - hi) <= tol_x
+            at_lo = has_lo and abs(xv - lo) <= tol_x
+            kind[v] = (_AT_BOTH if at_hi and at_lo else _AT_HI if at_hi
+                       else _AT_LO if at_lo else _FREE)
         sign = 0.0
         slack = 0.0
         stat = 0.0
-        primal = 0.0
-        dual = 0.0
-        for i in range(n):                   # parents before children
+        for i in range(n - 1, -1, -1):       # children before parents: the sums
             v = order[i]
-            wv = w[wr, v] if n_w > 0 else 1.0
             p = parent[v]
-            if p >= 0:
-                feas = max(feas, _ratio(x[b, v] - x[b, p], tol_x))
-                sign = max(sign, _ratio(-resid[v], wsub[v] * tol_x))
-                top[v] = top[p] if x[b, p] - x[b, v] <= tol_x else v
-                own = resid[v] if resid[v] > 0.0 else 0.0
-            else:
-                top[v] = v
-                own = 0.0
-            t = top[v]
-            bres[t] += wv * (y[b, v] - x[b, v])
-            bw[t] += wv
-            # The dual objective on centred data (sum d = 0: the same value, less cancellation).
-            d = own - lam_plus[v]
-            r = x[b, v] - y[b, v]
-            primal += 0.5 * wv * r * r
-            dual += d * (y[b, v] - mu) - d * (d / wv) * 0.5
-        for v in range(n):
-            if top[v] == v:
-                q = _ratio(abs(bres[v]), bw[v] * tol_x)
-                if parent[v] >= 0:
-                    slack = max(slack, q)
+            k = kind[v]
+            if top[v] != v:                  # an edge inside a block
+                a = acc[v]
+                lam[v] = a if a > 0.0 else 0.0
+                if k == _FREE or k == _AT_HI:
+                    sign = max(sign, _ratio(-a, wblk[v] * tol_x))
+                    acc[p] += a
                 else:
-                    stat = max(stat, q)
+                    acc[p] += lam[v]
+                wblk[p] += wblk[v]
+                lam_ch[p] += lam[v]
+                continue
+            lam[v] = 0.0
+            a = acc[v]
+            if k == _FREE:
+                viol = abs(a)
+            elif k == _AT_HI:
+                viol = -a
+            elif k == _AT_LO:
+                viol = a
+            else:
+                viol = 0.0
+            q = _ratio(viol, wblk[v] * tol_x)
+            if p >= 0:
+                slack = max(slack, q)
+            else:
+                stat = max(stat, q)
+        gap = 0.0
+        for v in range(n):
+            wv = w[wr, v] if n_w > 0 else 1.0
+            g = wv * (y[b, v] - x[b, v])
+            k = kind[v]
+            d = lam[v] - lam_ch[v]
+            if k != _FREE:
+                # The bounds' multipliers: what the edges leave of g (see the docstring).
+                a = g - d
+                if a > 0.0 and (k == _AT_HI or k == _AT_BOTH):
+                    d += a
+                    gap += a * (hi - x[b, v])
+                elif a < 0.0 and (k == _AT_LO or k == _AT_BOTH):
+                    d += a
+                    gap += -a * (x[b, v] - lo)
+            e = d - g
+            gap += 0.5 * (e / wv) * e
+            p = parent[v]
+            if p >= 0 and lam[v] > 0.0:
+                gap += lam[v] * (x[b, p] - x[b, v])
         out[b, 0] = feas
         out[b, 1] = sign
         out[b, 2] = slack
         out[b, 3] = stat
-        out[b, 4] = max(primal - dual, 0.0)
+        out[b, 4] = gap
