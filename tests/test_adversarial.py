@@ -255,3 +255,34 @@ def test_certificate_gap_bounds_the_distance_at_extreme_weights():
             dist = 0.5 * np.sum(w * (cand - x) ** 2)
             gap = treeiso.certify(y, parent, cand, w).gap
             assert gap >= dist * (1 - 1e-9), (gap, dist)
+
+
+# --------------------------------------------------------------------- the reference
+def test_reference_is_exact_in_its_regime_and_refuses_beyond_it():
+    with pytest.raises(ValueError, match="weights spanning up to 1e"):
+        treeiso.fit([3.0, 1.0, 2.0], [-1, 0, 0], [1e-40, 1e40, 1.0], backend="scipy")
+    with pytest.raises(ValueError, match="weights spanning up to 1e"):
+        treeiso.fit([3.0, 1.0, 2.0], [-1, 0, 0], [1e-15, 1e15, 1.0], backend="scipy")
+    np.testing.assert_array_equal(
+        treeiso.fit([3.0, 1.0, 2.0], [-1, 0, 0], [1e-6, 1e6, 1.0], backend="scipy"),
+        [3.0, 1.0, 2.0])
+    rng = np.random.default_rng(6)
+    for t in range(200):
+        n = int(rng.integers(1, 25))
+        parent = random_tree(rng, n)
+        y = rng.normal(size=n)
+        w = 10 ** rng.uniform(0, 12, size=n)
+        lo, hi = sorted(rng.normal(size=2) * 0.7)
+        kw = {"y_min": lo if t % 3 else None, "y_max": hi if t % 4 else None}
+        ref = treeiso.fit(y, parent, w, backend="scipy", return_blocks=True, **kw)
+        # feasible values, and the blocks of the unbounded problem, as fit documents them
+        assert np.all(ref.x >= (-np.inf if kw["y_min"] is None else kw["y_min"]))
+        assert np.all(ref.x <= (np.inf if kw["y_max"] is None else kw["y_max"]))
+        assert treeiso.certify(y, parent, ref.x, w, rtol=1e-12, **kw).optimal
+        free = treeiso.fit(y, parent, w, backend="scipy", return_blocks=True)
+        np.testing.assert_array_equal(ref.blocks, free.blocks)
+        # each block of the unbounded reference holds its weighted mean, exactly computed
+        for b in np.unique(free.blocks):
+            m = free.blocks == b
+            np.testing.assert_allclose(free.x[m], np.sum(w[m] * y[m]) / np.sum(w[m]),
+                                       rtol=1e-13, atol=1e-15)

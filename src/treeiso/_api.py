@@ -64,8 +64,10 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     backend : {"auto", "numba", "scipy", "torch"}, default="auto"
         ``"auto"``: Numba kernels for NumPy input, the torch backend for
         tensors. ``"scipy"`` is the slow reference: a dense bounded
-        least-squares solve (``scipy.optimize.lsq_linear``, BVLS), accurate
-        to about 1e-10 and meant for n up to a few thousand.
+        least-squares solve (``scipy.optimize.lsq_linear``, BVLS) whose
+        active set then fixes the blocks' exact means; meant for n up to a
+        few thousand and weights spanning at most 1e12 in a row (a
+        ``ValueError`` beyond: the solve is ill-conditioned there).
     return_blocks : bool, default=False
         Also return the blocks (see :class:`FitResult`).
     y_min, y_max : float, optional
@@ -190,8 +192,7 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         lo, hi = bounds
         if sign < 0:  # y_min <= x <= y_max  <=>  -y_max <= -x <= -y_min
             lo, hi = (None if hi is None else -hi), (None if lo is None else -lo)
-        x2 = fit_rows(y2, w, tree, lo, hi)  # solves the bounded problem itself
-        blocks = _blocks_from_solution(x2, tree) if return_blocks else None
+        x2, blocks = fit_rows(y2, w, tree, lo, hi)  # solves the bounded problem itself
     else:
         x2 = np.empty((n_rows, n))
         blocks = np.empty((n_rows if return_blocks else 0, n), dtype=np.int64)
@@ -213,20 +214,3 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         blocks = blocks.reshape(y.shape)
         return FitResult(x, blocks if ax == y.ndim - 1 else np.moveaxis(blocks, -1, ax))
     return x
-
-
-def _blocks_from_solution(x, tree, rtol=1e-9):
-    """Blocks of an approximate solution: a node joins its parent's block when
-    their values agree to ``rtol`` times the row's scale (reference backend)."""
-    blocks = np.empty(x.shape, dtype=np.int64)
-    order, parent = tree.order, tree.parent
-    for b in range(x.shape[0]):
-        top = np.arange(tree.n, dtype=np.int64)
-        row = x[b]
-        tol = rtol * max(np.abs(row).max(initial=0.0), np.finfo(float).tiny)
-        for v in order:
-            p = parent[v]
-            if p >= 0 and abs(row[p] - row[v]) <= tol:
-                top[v] = top[p]
-        blocks[b] = top
-    return blocks
