@@ -2,7 +2,7 @@
 
     python benchmarks/gpu_check.py --out /path/gpu.json [--budget 280]
 
-Runs ``pytest -m cuda`` on tests/test_torch.py and tests/test_topk.py (every CUDA-parametrized
+Runs ``pytest -m cuda`` on the test files that have CUDA cases (every CUDA-parametrized
 test: values against the NumPy core, gradcheck, opcheck, mixed devices), then
 ``bench_torch.py --device cuda --quick`` (fit_topk with both native strategies next to
 torch.sort, chains next to torchisotonic), and writes one JSON with the test outcome and
@@ -52,7 +52,7 @@ def main(argv=None):
     junit = out.with_suffix(".junit.xml")
     cmd = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider",
            f"--junitxml={junit}", "tests/test_torch.py", "tests/test_topk.py",
-           "tests/test_backends.py"]
+           "tests/test_backends.py", "tests/test_adversarial.py"]
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                               timeout=0.45 * args.budget)

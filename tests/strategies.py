@@ -84,7 +84,7 @@ def make_values(kind, shape, rng):
 
 
 WEIGHT_KINDS = ("none", "ones", "integers", "loguniform", "wide", "two-point")
-# Weights over 1e-12 .. 1e12 (issue 8): "wide" log-uniform, "two-point" light and heavy nodes
+# Weights over 1e-12 .. 1e12: "wide" log-uniform, "two-point" light and heavy nodes
 # side by side (the case where a rounded mean lands on a heavy node's value).
 W_MIN, W_MAX = 1e-12, 1e12
 

@@ -286,3 +286,20 @@ def test_reference_is_exact_in_its_regime_and_refuses_beyond_it():
             m = free.blocks == b
             np.testing.assert_allclose(free.x[m], np.sum(w[m] * y[m]) / np.sum(w[m]),
                                        rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_out_of_range_label_on_cuda_with_checks_off_fails_the_stream():
+    # No host synchronisation: the device checks, and the error surfaces at the next sync.
+    result = run_isolated("""
+        import torch, treeiso
+        y = torch.zeros(4, 5, device="cuda")
+        lab = torch.tensor([[0], [1], [7], [2]], device="cuda")
+        try:
+            treeiso.fit_topk(y, lab, check_finite=False)
+            torch.cuda.synchronize()
+        except RuntimeError as e:
+            print("refused")
+        """)
+    assert result.stdout.strip() == "refused", result.stderr[-2000:]

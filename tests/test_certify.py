@@ -61,7 +61,7 @@ def test_rejects_perturbed_answers(problem, seed):
 
 
 def test_shifted_data_constant_answer_rejected():
-    # Issue 8: y = 1e12 + N(0, 1); the tolerance followed max|y| and accepted a constant
+    # y = 1e12 + N(0, 1); the tolerance followed max|y| and accepted a constant
     # although the optimum spreads over about 1. Now at every offset the fit passes and the
     # constant fails.
     rng = np.random.default_rng(0)
@@ -76,7 +76,7 @@ def test_shifted_data_constant_answer_rejected():
 
 
 def test_light_block_in_a_large_star_rejected():
-    # Issue 8: on a 10**7-node star a root value 1% of max|y| off passed: the multiplier's
+    # on a 10**7-node star a root value 1% of max|y| off passed: the multiplier's
     # tolerance grew with the whole tree's weight. A light root on its own, in a heavy tree,
     # shows the same at 10**5 nodes.
     rng = np.random.default_rng(1)
@@ -95,7 +95,7 @@ def test_light_block_in_a_large_star_rejected():
 
 
 def test_wide_weights_perturbations_rejected():
-    # Issue 8: with weights spanning 1e18, 1e-3 perturbations were accepted in 3-5% of trials.
+    # with weights spanning 1e18, 1e-3 perturbations were accepted in 3-5% of trials.
     rng = np.random.default_rng(2)
     accepted = 0
     for _ in range(300):
@@ -112,7 +112,7 @@ def test_wide_weights_perturbations_rejected():
 
 
 def test_tiny_and_huge_weights_and_values():
-    # Issue 8: weights below ~1e-315 raised ZeroDivisionError; weights near 1.7e308 made a
+    # weights below ~1e-315 raised ZeroDivisionError; weights near 1.7e308 made a
     # wrong answer pass.
     parent = [-1, 0]
     for w in ([1e-320, 1e-320], [5e-324, 5e-324], [1e-300, 3e-300]):

@@ -1,4 +1,4 @@
-"""A read-only install with a read-only home runs (issue 8), in fresh processes."""
+"""A read-only install with a read-only home runs, in fresh processes."""
 
 import os
 import shutil

@@ -1,4 +1,4 @@
-"""Exact in every regime (issue 8): wide weight ranges, overflow, long brooms, tree kinds,
+"""Exact in every regime: wide weight ranges, overflow, long brooms, tree kinds,
 masked arrays, both backends. Every case of the issue is here with an independent answer."""
 
 import numpy as np
@@ -66,7 +66,7 @@ def test_wide_weight_cases_of_the_issue(y, parent, w):
 
 @pytest.mark.parametrize("span", [1e14, 1e16])
 def test_wide_weight_rows_topk(span):
-    # Issue 8: 0.2% (1e14) and 12% (1e16) of random fit_topk rows were wrong.
+    # 0.2% (1e14) and 12% (1e16) of random fit_topk rows were wrong.
     rng = np.random.default_rng(int(np.log10(span)))
     rows, c = 300, 6
     y = np.round(rng.normal(size=(rows, c)), 2)  # ties, as logits rounded
@@ -196,7 +196,7 @@ def test_masked_arrays_are_rejected():
 
 
 def test_tree_from_a_list_inside_compile():
-    # Issue 8: a Tree built from a list inside torch.compile crashed dynamo (it traced into
+    # a Tree built from a list inside torch.compile crashed dynamo (it traced into
     # numba). The torch backend now builds it in a torch.compiler.disable'd call: a graph
     # break, correct; fullgraph=True needs the Tree built outside (documented).
     y = torch.tensor([0.0, 1.0, 10.0], dtype=torch.float64)

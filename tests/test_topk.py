@@ -1,4 +1,4 @@
-"""fit_topk: brooms per row (SPEC 3), NumPy/Numba and torch, against independent references."""
+"""fit_topk: brooms per row, NumPy/Numba and torch, against independent references."""
 
 import numpy as np
 import pytest
@@ -16,7 +16,7 @@ def _torch():
 
 
 def bvls_fit(y, parent, w):
-    """Least squares over x = A (s * d) with d >= 0 below the root (SPEC 4), by SciPy BVLS."""
+    """Least squares over x = A (s * d) with d >= 0 below the root, by SciPy BVLS."""
     from scipy.optimize import lsq_linear
 
     n = len(y)
@@ -67,7 +67,7 @@ def test_mixup_two_cases():
 
 
 def test_max_first_example_from_spec():
-    # SPEC 1: root 0 with leaves 1 and 10 gives [5, 1, 5].
+    # root 0 with leaves 1 and 10 gives [5, 1, 5].
     assert np.allclose(treeiso.fit_topk([[0.0, 1.0, 10.0]], [[0]]), [[5, 1, 5]])
 
 
@@ -253,7 +253,7 @@ def topk_rows(draw):
         w = np.ones(c)
     elif wkind == "int":
         w = draw(hnp.arrays(np.float64, c, elements=st.integers(1, 5).map(float)))
-    elif wkind == "extreme":  # light and heavy side by side, 1e-12 .. 1e12 (issue 8)
+    elif wkind == "extreme":  # light and heavy side by side, 1e-12 .. 1e12
         w = draw(hnp.arrays(np.float64, c, elements=st.sampled_from(
             [W_MIN, 1e-6, 1.0, 1e6, W_MAX])))
     else:

@@ -24,7 +24,7 @@ Two faults of the IJCAI 2021 paper's CRD code are *not* reproduced:
   sample (:meth:`CRDLoss.update` is given the embeddings of the clean batch); the paper's code
   wrote the mixed embeddings into the rows of the un-permuted ids.
 
-**Mixed samples** (our choice, SPEC section 8): a mixed image with ids ``a`` (weight ``lam``) and
+**Mixed samples** (our choice): a mixed image with ids ``a`` (weight ``lam``) and
 ``b`` (``1 - lam``) is contrasted with ``lam``-weighted positives of both ids,
 ``lam (-log h(P_a)) + (1 - lam) (-log h(P_b)) - sum_neg log(1 - h(P_neg))``; negatives exclude both
 ids. Without mixing (``lam = 1``) this is exactly CRD.

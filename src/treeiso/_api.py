@@ -152,7 +152,7 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     if is_tensor and not isinstance(tree, Tree):
         from ._torch_backend import _build_tree
 
-        tree = _build_tree(tree)  # outside torch.compile's tracing (issue 8)
+        tree = _build_tree(tree)  # outside torch.compile's tracing
     tree = as_tree(tree)
     kernel = resolve(method, tree)
     if is_tensor or backend == "torch":
@@ -198,7 +198,7 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         blocks = np.empty((n_rows if return_blocks else 0, n), dtype=np.int64)
         ey = 0
         if n_rows and n:
-            y2, w, ey = scale_rows(y2, w, amax)  # powers of two: overflow-free kernels (issue 8)
+            y2, w, ey = scale_rows(y2, w, amax)  # powers of two: overflow-free kernels
             nt = n_threads(threads, n_rows, n)
             run_kernel(kernel, y2, w, tree_arrays(kernel, tree), x2, blocks, nt)
         if ey:

@@ -1,13 +1,13 @@
 """Numba kernel for brooms: per row, x[l0] >= x[l1] >= ... >= x[l(K-1)] >= every other entry.
 
-SPEC section 3. A broom is a chain (the handle ``l0 .. l(K-1)``) whose last node is the centre
+A broom is a chain (the handle ``l0 .. l(K-1)``) whose last node is the centre
 of a star over all remaining nodes (the leaves). ``K = 1`` is a star, ``K = 2`` the Mixup tree.
 
-Per row the kernel runs PAV (SPEC section 2) down the handle. Every block is a weighted mean,
+Per row the kernel runs PAV down the handle. Every block is a weighted mean,
 except the last one, which also holds the handle's last node: given its value ``v`` each leaf
 is best at ``min(z, v)``, so its loss is convex in ``v`` and pooling adjacent violators stays
-exact (PAV is exact for separable convex losses). The last block's value is the star value of
-SPEC section 3 with the block as centre, i.e. the root of
+exact (PAV is exact for separable convex losses). The last block's value is the star value
+(the star lemma of the theory page) with the block as centre, i.e. the root of
 
     W_c (v - m_c) = sum_j w_j (z_j - v)_+ ,
 
@@ -29,7 +29,7 @@ from ._jit import njit
 
 _MAX_ITER = 64
 # Pools of the last block up the handle before the kernel sorts the row's leaves once: each
-# pool costs an O(c) star otherwise, so a long handle would cost O(K c) (issue 8: 33 s for
+# pool costs an O(c) star otherwise, so a long handle would cost O(K c) (33 s for
 # c = 1e6, K = 1e4). A star is a few passes; the sort is worth ~100 of them at c = 1e6.
 _LONG_HANDLE = 64
 
@@ -39,7 +39,7 @@ def _argsort_desc(z):
     """Indices of ``z`` by decreasing value: a heap sort, O(c log c), no recursion.
 
     Here rather than ``np.argsort``: numba compiles its quicksort for every kernel that uses
-    it, which was a third of the broom kernel's first-call compile time (issue 8's cold
+    it, which was a third of the broom kernel's first-call compile time (the cold
     start); this is the rare path, so its speed matters less.
     """
     c = z.shape[0]
@@ -75,7 +75,7 @@ def _sift(z, idx, i, size):
 
 @njit(cache=True, nogil=True)
 def _star_sorted(z, w, cs, wc):
-    """Star value by the sorted greedy of the star lemma (fallback; SPEC section 3)."""
+    """Star value by the sorted greedy of the star lemma (fallback)."""
     order = _argsort_desc(z)
     s = cs
     tw = wc
@@ -101,7 +101,7 @@ def _star(z, w, unit, cs, wc, zb, wb, m0, ea):
     the iteration then runs on the compacted buffer ``zb``/``wb`` alone, until a pass keeps
     every entry. The loops are branch-free (selects), as the comparisons are unpredictable.
 
-    Rounding (issue 8): a computed mean of m terms, each |w z| <= w max|z|, is within
+    Rounding: a computed mean of m terms, each |w z| <= w max|z|, is within
     d = (2 m + 8) eps max|z| of the exact mean of the same set. Keeping every leaf with
     z >= v - d therefore never drops a leaf above the exact root (a strict ``z > v`` did: with
     weights 1e17 and 1 the rounded mean of a heavy leaf and a light centre *is* the leaf's
@@ -233,7 +233,7 @@ def broom_rows(y, w, labels, x, blocks):
             wr = wrow
         for i in range(kr):
             zr[labels[lr, i]] = -np.inf
-        # SPEC 2: PAV down the handle, all but its last node; ties are not pooled.
+        # PAV down the handle, all but its last node; ties are not pooled.
         ns = 0
         for i in range(kr - 1):
             h = labels[lr, i]
@@ -287,7 +287,7 @@ def broom_rows(y, w, labels, x, blocks):
         t_last = labels[lr, s_last]
         # A leaf within the rounding bound d of v may belong to the last block (a heavy one
         # on the rounded mean does): put it there, at v (it moves by <= d), so that every
-        # block holds the mean of its data and the gradient sees the block (issue 8).
+        # block holds the mean of its data and the gradient sees the block.
         lo = v - d
         for j in range(c):  # handle entries (zr = -inf) are overwritten just below
             x[b, j] = xv if zr[j] >= lo else y[b, j]

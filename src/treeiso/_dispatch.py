@@ -49,7 +49,7 @@ IRT_KERNELS = ("irt-pairing", "irt-leftist", "irt-binomial")
 #: method -> the tree kinds it solves (the IRT methods solve every tree)
 _SHAPES = {"pav": ("chain",), "star": ("star",), "broom": ("star", "broom", "chain")}
 # Brooms whose handle has more nodes than this go to IRT-BIN under method="auto": past it
-# the broom kernel may sort the leaves (O(n log n), as IRT-BIN, but slower; issue 8).
+# the broom kernel may sort the leaves (O(n log n), as IRT-BIN, but slower).
 LONG_HANDLE = 8
 #: tree kind -> the kernel of method="auto"
 _AUTO = {"chain": "pav", "star": "broom", "broom": "broom", "general": DEFAULT_HEAP}

@@ -1,4 +1,4 @@
-"""IRT-BIN (Pardalos & Xue 1999) with binomial max-heaps, as published (SPEC section 1).
+"""IRT-BIN (Pardalos & Xue 1999) with binomial max-heaps, as published.
 
 Same block-merging scheme as :mod:`treeiso._irt_leftist`; only the mergeable
 heap differs. A heap is a list of binomial trees (linked through ``sibling``,

@@ -1,4 +1,4 @@
-"""IRT-BIN (Pardalos & Xue 1999) with array-based leftist max-heaps (SPEC section 1).
+"""IRT-BIN (Pardalos & Xue 1999) with array-based leftist max-heaps.
 
 Every finished block keeps a mergeable max-heap of its lower-adjacent blocks,
 keyed by their (final) means. Node ``v`` is processed after all its children;

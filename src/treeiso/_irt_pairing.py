@@ -1,4 +1,4 @@
-"""IRT-BIN (Pardalos & Xue 1999) with array-based pairing max-heaps (SPEC section 1).
+"""IRT-BIN (Pardalos & Xue 1999) with array-based pairing max-heaps.
 
 Same block-merging scheme as :mod:`treeiso._irt_leftist`. A pairing heap is
 a heap-ordered multiway tree stored as ``child`` (first child) and ``sibling``

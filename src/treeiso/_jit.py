@@ -3,7 +3,7 @@
 Numba caches compiled kernels next to the source (``__pycache__``) or, when that is not
 writable, in the user's cache directory (``~/.cache/numba``). A read-only install used with a
 read-only (or missing) home has neither, and ``@njit(cache=True)`` raised ``RuntimeError:
-cannot cache function ...: no locator available`` on import (issue 8). Here the choice is
+cannot cache function ...: no locator available`` on import. Here the choice is
 made once, in this order:
 
 1. ``NUMBA_CACHE_DIR`` when it is set (numba's own rule, for every cached function);

@@ -1,4 +1,4 @@
-"""Pool-adjacent-violators for a chain, O(n) per row (SPEC section 2).
+"""Pool-adjacent-violators for a chain, O(n) per row.
 
 Kernels are flat and trust their inputs; :func:`treeiso.fit` validates.
 """

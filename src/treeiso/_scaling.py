@@ -1,4 +1,4 @@
-"""Powers of two that keep the kernels' intermediate values in range (issue 8).
+"""Powers of two that keep the kernels' intermediate values in range.
 
 The solution is equivariant: ``x*(a y, b w) = a x*(y, w)`` for ``a, b > 0``. The kernels form
 differences of values (up to ``2 max|y|``), products ``w z`` and sums of weights, so finite

@@ -78,7 +78,7 @@ def fit_topk(values, labels, weights=None, *, orientation="root_largest", y_min=
     sort-free star value for the last block (a few masked passes over the row), O(c) on
     ordinary data. Torch input runs on the tensor's device (CPU: the same kernel; CUDA:
     batched torch ops, no host loop over rows) and is differentiable in ``values`` and
-    ``weights``: the gradient averages over the blocks of the fit (SPEC section 5).
+    ``weights``: the gradient averages over the blocks of the fit.
     Rows are centred on their last label first; on the CPU the sums are float64 for any dtype
     (float32 values are read as float32, weights as float64).
 
@@ -138,7 +138,7 @@ def fit_topk(values, labels, weights=None, *, orientation="root_largest", y_min=
     lab2 = compact_labels(lab.reshape(y2.shape[0], lab.shape[-1]))
     x = np.empty_like(y2)
     n_rows = y2.shape[0]
-    y2, w2, ey = scale_rows(y2, w2)  # powers of two: overflow-free kernel (issue 8)
+    y2, w2, ey = scale_rows(y2, w2)  # powers of two: overflow-free kernel
     if n_rows and c:
         nt = n_threads(threads, n_rows, c)
         finite = run_kernel("broom", y2, w2, (lab2,), x, np.empty((0, c), np.int64), nt)

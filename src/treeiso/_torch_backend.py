@@ -3,7 +3,7 @@
 The kernel is resolved by :func:`treeiso._dispatch.resolve` before this module is called;
 :func:`fit_torch` runs it through one of three custom ops, each returning the fit ``x`` and
 its ``blocks`` (``blocks[b, i]`` is the root-most node of the block holding ``i``), all with
-the same autograd formula (SPEC 5):
+the same autograd formula:
 
 - ``treeiso::chain``: rows already in chain order, ``x0 >= x1 >= ...``. CPU tensors run the
   Numba PAV kernel; other devices run :func:`_chain_native`, batched rounds of pooling all
@@ -114,7 +114,7 @@ def _range_exponents(y: Tensor, w: Tensor | None, amax: float | None = None
 def _scaled(impl, y: Tensor, w: Tensor | None, *args, amax: float | None = None
             ) -> tuple[Tensor, Tensor]:
     """``impl(y, w, *args)`` on data divided by powers of two when it is near the float limits
-    (overflow-free kernels; the fit is equivariant: x(a y, b w) = a x(y, w); issue 8).
+    (overflow-free kernels; the fit is equivariant: x(a y, b w) = a x(y, w)).
     ``amax``: max|y| when already known (see :func:`_check_finite`)."""
     ey, ew = _range_exponents(y, w, amax)
     if ey == 0 and ew == 0:
@@ -141,7 +141,7 @@ def _to_np64(t: Tensor) -> np.ndarray:
 
 
 def _block_vjp(blocks: Tensor, g: Tensor, w: Tensor | None) -> Tensor:
-    """Per element, G_B / W_B of its block B (SPEC 5): sums over ``blocks`` then gathered."""
+    """Per element, G_B / W_B of its block B: sums over ``blocks`` then gathered."""
     gsum = torch.zeros_like(g).scatter_add_(-1, blocks, g)
     wfull = torch.ones_like(g) if w is None else w.expand_as(g)  # w may be one shared row
     wsum = torch.zeros_like(g).scatter_add_(-1, blocks, wfull)
@@ -241,7 +241,7 @@ def _chain_impl(y: Tensor, w: Tensor | None, order: Tensor, native: bool, thread
 # ----------------------------------------------------------------------------- broom
 def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor, strategy: str | None = None
                   ) -> tuple[Tensor, Tensor]:
-    """Broom fit of every row with torch ops only (SPEC 3 via the fixed point of _broom).
+    """Broom fit of every row with torch ops only (via the fixed point of _broom).
 
     ``lab`` (B, K) int64: handles, deduplicated, ``-1`` padding at the end of each row.
     Iterates ``A = {z > v}`` (leaves above the last block's value) and ``v`` = last value of
@@ -249,7 +249,7 @@ def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor, strategy: str | None
     augmented suffix means); from below, ``v`` rises, ``A`` shrinks and the fixed point is
     exact. Then the handle's values by the min-max formula x_i = min_{s<=i} max_{t>=i} A(s, t).
 
-    ``strategy="sort"`` finds the same ``v`` as SPEC 3 writes it: one sort of the leaves,
+    ``strategy="sort"`` finds the same ``v`` as the star lemma writes it: one sort of the leaves,
     prefix sums, ``v = min_s max_k (C_s + S_k) / (W_s + L_k)``. ``_BROOM_STRATEGY`` holds
     the faster of the two (benchmarks/bench_torch.py measures both).
     """
@@ -278,7 +278,7 @@ def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor, strategy: str | None
     whh = torch.where(valid, wt.gather(-1, labc), 0.0)
     zero = torch.zeros(n_rows, 1, dtype=z.dtype, device=dev)
     # Segment sums P[b, s, t] = sum_{s <= i <= t} (w z)_i, Q likewise for w, each summed from
-    # s on: differences of prefix sums cancel (a weight 1 after 1e16 vanished, 0/0; issue 8).
+    # s on: differences of prefix sums cancel (a weight 1 after 1e16 vanished, 0/0).
     ar = torch.arange(k, device=dev)
     upper = (ar[:, None] <= ar[None, :]).to(z.dtype)  # [s, t]: t >= s
     pst = ((whh * zh).unsqueeze(1) * upper).cumsum(-1)  # (B, K, K)
@@ -308,7 +308,7 @@ def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor, strategy: str | None
         v = torch.where(smask, m_s, inf).amin(-1, keepdim=True)
         # The min-max value is within rounding of the root whatever the weights; absorb every
         # leaf down to the bound d below it. Not the strict {z > v}: a heavy leaf may sit on
-        # the rounded v and belong (issue 8); leaves within d of v move the value by <= d.
+        # the rounded v and belong; leaves within d of v move the value by <= d.
         n_abs = (zs >= v - d).sum(-1, keepdim=True)
         sums = pre.gather(1, n_abs.unsqueeze(-1).expand(-1, -1, 2)).squeeze(1)
         sa, wa = sums[:, :1], sums[:, 1:]
@@ -316,7 +316,7 @@ def _broom_native(y: Tensor, w: Tensor | None, lab: Tensor, strategy: str | None
     else:
         # Fixed point from below, keeping every leaf down to a rounding bound d below v: a
         # superset of the exact set (a strict z > v dropped heavy leaves whose value the
-        # rounded mean reproduces; issue 8). d bounds the error of a mean (above).
+        # rounded mean reproduces). d bounds the error of a mean (above).
         zcol = torch.zeros_like(sh)
         v = last_value(zcol, zcol)
         a = zl >= v - d  # -inf on the handle: never in
@@ -565,7 +565,7 @@ def fit_torch(values: Tensor, tree, weights, kernel: str, *, orientation="root_l
 
     Chains, stars and brooms run on the tensor's device; other trees (and ``method='irt*'``)
     run the CPU kernel, so CUDA tensors are copied to the host and back. Differentiable in
-    ``values`` and ``weights`` (the VJP averages over the blocks, SPEC 5).
+    ``values`` and ``weights`` (the VJP averages over the blocks).
     """
     y2, w2, out_dtype, ax = _prepare(values, weights, axis)
     if y2.shape[-1] != tree.n:
@@ -596,7 +596,7 @@ def fit_torch(values: Tensor, tree, weights, kernel: str, *, orientation="root_l
 @torch.compiler.disable
 def _build_tree(parent):
     """``Tree(parent)`` outside torch.compile: its validation is a NumPy/Numba pass that
-    dynamo cannot trace (it crashed tracing into numba; issue 8). A graph break, here only."""
+    dynamo cannot trace (it crashed tracing into numba). A graph break, here only."""
     from ._tree import Tree
 
     return Tree(parent)
