@@ -7,6 +7,7 @@ of knowledge distillation. NumPy input runs on Numba kernels, torch tensors on
 their own device (differentiable); SciPy provides a slow reference solver.
 
 Importing treeiso is cheap: Numba, SciPy and torch load on first use.
+:mod:`treeiso.distill` (the distillation losses; it imports torch) loads on first access.
 """
 
 __version__ = "0.1.0"
@@ -25,7 +26,15 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
+# Submodules reachable as attributes, imported on first access.
+_SUBMODULES = ("distill",)
+
+
 def __getattr__(name):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'treeiso' has no attribute {name!r}")
@@ -37,4 +46,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))
