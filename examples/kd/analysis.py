@@ -73,9 +73,9 @@ def order_stats(logits: torch.Tensor, labels: torch.Tensor, lam: torch.Tensor) -
     top2 = z.topk(min(2, c), dim=1).indices
     in0 = (top2 == l0[:, None]).any(1)
     in1 = (top2 == l1[:, None]).any(1) | ~has2
-    from .losses import order_penalty
+    from treeiso.distill import order_penalty
 
-    holds = order_penalty(z, labels) == 0
+    holds = order_penalty(z, labels, on="logits") == 0
     in1_strict = (top2 == l1[:, None]).any(1) & has2
     return dict(tau=tau.numpy(), top2_any=(in0 | in1_strict).numpy(), top2=(in0 & in1).numpy(),
                 holds=holds.numpy())

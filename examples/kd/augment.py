@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from treeiso import distill
+
 __all__ = ["MixedBatch", "mix_batch", "label_order", "cutmix_box", "draw_mix"]
 
 
@@ -48,7 +50,8 @@ def label_order(y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor) -> torc
     """Order rows for samples ``lam * (class y_a) + (1 - lam) * (class y_b)``.
 
     Returns a (B, 2) int64 tensor: larger-weight class first; ``lam == 0.5`` keeps ``y_a`` first;
-    one class (``y_a == y_b``, ``lam == 1`` or ``lam == 0``) gives ``[y, -1]``.
+    one class (``y_a == y_b``, ``lam == 1`` or ``lam == 0``) gives ``[y, -1]``
+    (:func:`treeiso.distill.label_order` of ``(y_a, y_b, lam)``).
 
     Examples
     --------
@@ -57,13 +60,7 @@ def label_order(y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor) -> torc
     ...             torch.tensor([0.7, 0.3, 0.5, 0.0])).tolist()
     [[1, 5], [2, -1], [3, 6], [7, -1]]
     """
-    lam = lam.to(torch.float64).expand(y_a.shape)
-    a_first = lam >= 0.5
-    first = torch.where(a_first, y_a, y_b)
-    second = torch.where(a_first, y_b, y_a)
-    single = (y_a == y_b) | (lam == 1.0) | (lam == 0.0)
-    second = torch.where(single, torch.full_like(second, -1), second)
-    return torch.stack([first, second], dim=1)
+    return distill.label_order((y_a, y_b, lam), check=False)
 
 
 def cutmix_box(h: int, w: int, lam: float, rng: np.random.Generator):

@@ -8,8 +8,13 @@ import torch
 import torch.nn.functional as F
 
 import treeiso
-from examples.kd.losses import (KDAugLoss, KDILoss, KDLoss, KDPLoss, build_loss, calibrate, kd_term,
-                                mixed_ce, order_penalty)
+from examples.kd.losses import KDAugLoss, KDILoss, KDLoss, KDPLoss, build_loss
+from treeiso.distill import isotonic_targets, kd_divergence, soft_cross_entropy
+from treeiso.distill import order_penalty as _order_penalty
+
+
+def order_penalty(z, labels):
+    return _order_penalty(z, labels, on="logits")
 
 from ._topk_ref import fit_topk_ref, row_tree
 
@@ -30,14 +35,14 @@ def test_kd_hand_computed():
     assert float(loss2) == pytest.approx(4 * kl2, rel=1e-6)
 
 
-def test_kd_term_zero_at_match_and_mixed_ce():
+def test_kd_divergence_zero_at_match_and_mixed_ce():
     s = torch.randn(5, 7)
-    assert float(kd_term(s, F.softmax(s / 3, 1), 3.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(kd_divergence(s, F.softmax(s / 3, 1), 3.0)) == pytest.approx(0.0, abs=1e-6)
     ya, yb = torch.tensor([1]), torch.tensor([4])
     s1 = torch.randn(1, 7)
     logp = F.log_softmax(s1, 1)[0]
     want = -(0.3 * logp[1] + 0.7 * logp[4])
-    assert float(mixed_ce(s1, ya, yb, torch.tensor([0.3]))) == pytest.approx(float(want), rel=1e-6)
+    assert float(soft_cross_entropy(s1, (ya, yb, torch.tensor([0.3])))) == pytest.approx(float(want), rel=1e-6)
 
 
 def test_kd_aug_is_kd_on_mixed_labels():
@@ -58,7 +63,7 @@ def test_kdi_targets_are_certified_projections(on):
     labels[:3, 1] = -1                      # one class (same-class pair)
     labels[3:5, 1] = labels[3:5, 0]         # duplicate counts once
     tau = 2.0
-    q = calibrate(t, labels, tau, on)
+    q = isotonic_targets(t, labels, tau=tau, on=on)
     assert torch.allclose(q.sum(1), torch.ones(16, dtype=q.dtype))
     base = t if on == "logits" else F.softmax(t / tau, 1)
     sol = treeiso.fit_topk(base, labels)

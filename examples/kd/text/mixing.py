@@ -5,7 +5,8 @@ Mixup-Transformer mixes the final-layer sentence representations of two examples
 task head and trains on the mixed label ``lam y_i + (1 - lam) y_j``. For distillation the teacher
 and the student each mix **their own** representations of the **same pair with the same lam**
 (:func:`mix_pooled`); the teacher's logits on its mixed representation are the soft labels that
-KD-aug distils, KD-i calibrates (:func:`examples.kd.losses.calibrate`) and KD-p's order refers to.
+KD-aug distils, KD-i calibrates (:func:`treeiso.distill.isotonic_targets`) and KD-p's order refers
+to.
 
 The pair and ``lam`` are drawn by :func:`examples.kd.augment.draw_mix` (one ``lam`` per batch,
 partners from a random permutation), and the label order of each mixed sample is the image
