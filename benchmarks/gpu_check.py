@@ -7,7 +7,9 @@ test: values against the NumPy core, gradcheck, opcheck, mixed devices), then
 ``bench_torch.py --device cuda --quick`` (fit_topk with both native strategies next to
 torch.sort, chains next to torchisotonic), and writes one JSON with the test outcome and
 the timings in the layout of ``benchmarks/_record.py`` (the test outcome among the scalars,
-the timings as records). Stops each step at its share of ``--budget`` seconds (default 280: under five
+the timings as records), then ``bench_kd_step.py --device cuda`` (a KD-aug and a KD-i
+training step of the KD example in float32, bfloat16 and float16 autocast, with and without
+channels-last). Stops each step at its share of ``--budget`` seconds (default 280: under five
 minutes in all). Without a CUDA device it writes a report with ``"skipped"`` and exits 0.
 """
 
@@ -52,7 +54,7 @@ def main(argv=None):
     junit = out.with_suffix(".junit.xml")
     cmd = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider",
            f"--junitxml={junit}", "tests/test_torch.py", "tests/test_topk.py",
-           "tests/test_backends.py", "tests/test_adversarial.py"]
+           "tests/test_backends.py", "tests/test_adversarial.py", "tests/test_distill.py"]
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                               timeout=0.45 * args.budget)
@@ -76,7 +78,7 @@ def main(argv=None):
         cmd.append("--skip-chains")
     bench_ok = False
     try:
-        remaining = args.budget - (time.perf_counter() - t0) - 5
+        remaining = 0.8 * args.budget - (time.perf_counter() - t0)  # the rest: the KD step
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                               timeout=max(remaining, 10))
         bench_ok = proc.returncode == 0
@@ -89,8 +91,26 @@ def main(argv=None):
         res.doc["settings"].update(bench.get("settings", {}))
         bench_json.unlink()
     res.scalar("bench: seconds", round(time.perf_counter() - t1, 1))
+
+    # A distillation training step of the KD example with and without AMP and channels-last.
+    t2 = time.perf_counter()
+    step_json = out.with_name(out.stem + ".kd_step.json")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_kd_step.py"), "--device", "cuda",
+           "--repeats", "10", "--out", str(step_json)]
+    step_ok = False
+    try:
+        remaining = args.budget - (time.perf_counter() - t0) - 5
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=max(remaining, 10))
+        step_ok = proc.returncode == 0
+        print(proc.stdout[-3000:] + proc.stderr[-3000:])
+    except subprocess.TimeoutExpired as e:
+        print(f"bench_kd_step.py timed out after {e.timeout:.0f} s")
+    if step_json.exists():
+        res.doc["records"].extend(json.loads(step_json.read_text()).get("records", []))
+        step_json.unlink()
+    res.scalar("kd step bench: seconds", round(time.perf_counter() - t2, 1))
     print(f"wrote {out}")
-    return 0 if tests_ok and bench_ok else 1
+    return 0 if tests_ok and bench_ok and step_ok else 1
 
 
 if __name__ == "__main__":

@@ -257,3 +257,31 @@ def test_bad_input_is_a_clear_error():
         distill.OrderPenaltyKDLoss(on="prob")
     with pytest.raises(ValueError, match="k must be"):
         distill.label_order(torch.full((1, 4), 0.25), k=0)
+
+
+# --------------------------------------------------------------------- CUDA
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("amp", [None, torch.bfloat16, torch.float16])
+def test_cuda_losses_equal_the_cpu_ones(amp):
+    """Every loss on CUDA (plain and under CUDA autocast) against the float32 CPU loss, with
+    tuple and soft-target-matrix targets; the soft labels stay on the logits' device."""
+    rng = np.random.default_rng(7)
+    s, t, ya, yb, lam = batch(rng, b=16, c=12, dtype=torch.float32)
+    q = lam[:, None] * F.one_hot(ya, 12) + (1 - lam[:, None]) * F.one_hot(yb, 12)
+    dev = "cuda"
+    for loss in (distill.KDLoss(), distill.IsotonicKDLoss(), distill.IsotonicKDLoss(on="probs"),
+                 distill.OrderPenaltyKDLoss(), distill.OrderPenaltyKDLoss(on="logits")):
+        for targets in ((ya, yb, lam), q.float()):
+            ref, _ = loss(s, t, targets)
+            moved = tuple(v.to(dev) for v in targets) if isinstance(targets, tuple) else targets.to(dev)
+            sd = s.to(dev).requires_grad_(True)
+            with torch.autocast("cuda", dtype=amp or torch.float32, enabled=amp is not None):
+                total, parts = loss(sd, t.to(dev), moved)
+            total.backward()
+            assert total.device.type == "cuda" and total.dtype == torch.float32
+            assert bool(torch.isfinite(sd.grad).all())
+            assert float(total.detach()) == pytest.approx(float(ref), rel=1e-4 if amp is None else 0.05)
+    order = distill.label_order((ya.to(dev), yb.to(dev), lam.to(dev)))
+    assert order.device.type == "cuda"
+    assert distill.isotonic_targets(t.to(dev), order, tau=4.5).device.type == "cuda"

@@ -9,6 +9,7 @@ NORMALIZE_WHITESPACE; NumPy prints in its default (>= 2.0) style.
 from __future__ import annotations
 
 import doctest
+import importlib
 import importlib.util
 import inspect
 from pathlib import Path
@@ -19,20 +20,32 @@ import pytest
 import treeiso
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC_PAGES = ["docs/index.rst", "docs/getting_started.rst"]
+DOC_PAGES = ["docs/index.rst", "docs/getting_started.rst", "docs/distill_guide.rst"]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
+def _module(name):
+    """``treeiso`` or, for ``distill.X``, ``treeiso.distill`` (which needs torch)."""
+    if name.startswith("distill."):
+        return importlib.import_module("treeiso.distill"), name.split(".", 1)[1]
+    return treeiso, name
+
+
 def _public_names():
-    """Public functions and classes (not modules, not constants)."""
+    """Public functions and classes (not modules, not constants) of ``treeiso`` and, when
+    torch is installed, of ``treeiso.distill`` (as ``distill.X``)."""
     names = getattr(treeiso, "__all__", None)
     if names is None:
         names = [n for n in dir(treeiso) if not n.startswith("_")]
+    if HAS_TORCH:
+        distill = importlib.import_module("treeiso.distill")
+        names = list(names) + [f"distill.{n}" for n in distill.__all__]
     keep = []
     for name in names:
         try:
-            obj = getattr(treeiso, name)
+            mod, attr = _module(name)
+            obj = getattr(mod, attr)
         except (ImportError, AttributeError):
             continue  # reported by test_public_names_import
         if inspect.isclass(obj) or inspect.isroutine(obj):
@@ -56,7 +69,8 @@ def _collect():
     finder = doctest.DocTestFinder(exclude_empty=True)
     found = {}
     for name in _public_names():
-        obj = getattr(treeiso, name)
+        mod, attr = _module(name)
+        obj = getattr(mod, attr)
         # module=False: also collect members defined outside treeiso/__init__
         for test in finder.find(obj, f"treeiso.{name}", module=False,
                                 globs={"np": np, "treeiso": treeiso}):

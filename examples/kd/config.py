@@ -47,6 +47,7 @@ SCHEMA = {
              "crd_weight": Float(min=0), "crd_dim": Int(min=1), "crd_k": Int(min=1), "crd_t": Float(**_pos),
              "crd_momentum": Float(min=0, max=1, max_open=True)},
     "aug": {"alpha": Float(**_pos)},
+    "train": {"amp": Choice("off", "bf16", "fp16", aliases={False: "off"}), "channels_last": Bool(), "compile": Bool()},
     "methods": ListOf(Choice(*METHODS), min_len=1, unique=True),
     "augs": ListOf(Choice("mixup", "cutmix"), min_len=1, unique=True),
     "pairs": ListOf(ListOf(_arch, min_len=2, max_len=2), min_len=1, unique=True, none=True),

@@ -177,9 +177,14 @@ class CRDLoss(nn.Module):
             pos_ids, w, idx_b = idx_a[:, None], None, None
         neg = sample_negatives(self.n, self.k, idx_a, idx_b, gen)
         pos_ids = pos_ids.cpu()
-        ps, ns = self._scores(u, self.memory_t, pos_ids, neg, self.z_s)   # student anchored
-        pt, nt = self._scores(v, self.memory_s, pos_ids, neg, self.z_t)   # teacher anchored
-        loss = nce_loss(ps, ns, self.n, w) + nce_loss(pt, nt, self.n, w)
+        # exp(<u, m> / 0.07) overflows float16 from a cosine of 0.78: the scores and the NCE loss
+        # are computed in float32 even under autocast
+        with torch.autocast(u.device.type, enabled=False):
+            uf, vf = u.float(), v.float()
+            w = w.float() if w is not None else None
+            ps, ns = self._scores(uf, self.memory_t, pos_ids, neg, self.z_s)   # student anchored
+            pt, nt = self._scores(vf, self.memory_s, pos_ids, neg, self.z_t)   # teacher anchored
+            loss = nce_loss(ps, ns, self.n, w) + nce_loss(pt, nt, self.n, w)
         return loss, (u, v)
 
     @torch.no_grad()

@@ -29,7 +29,7 @@ from .data import load_data
 from .losses import SINGLE_VIEW, build_loss
 from .models import build_model
 from .train import (RunSpec, cpu_threads, dist_info, evaluate, has_validation, load_model, make_optimizer,
-                    run_identity, state_digest, train_run, train_step)
+                    prepare_student, run_identity, state_digest, step_options, train_run, train_step)
 
 __all__ = ["Study", "ENTRY_KEYS"]
 
@@ -227,6 +227,7 @@ class Study:
     # ------------------------------------------------------------------ time budget
     def _step_time(self, arch, method, aug, teacher_arch=None, steps=4):
         model = build_model(arch, self.data.num_classes).to(self.device)
+        net, kw = prepare_student(model, self.cfg), step_options(self.cfg, self.device)
         opt = make_optimizer(model, self.cfg)
         teacher = build_model(teacher_arch, self.data.num_classes).to(self.device).eval() if teacher_arch else None
         loss_fn = None if method == "teacher" else build_loss(method, self.cfg.get("loss", {}))
@@ -238,7 +239,7 @@ class Study:
         for i in range(steps + 2):
             t0 = time.perf_counter()
             x, y = self.data.get("train", idx, self.device, gen)
-            train_step(model, opt, x, y, teacher, loss_fn, aug, alpha, rng, gen)
+            train_step(net, opt, x, y, teacher, loss_fn, aug, alpha, rng, gen, **kw)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             ts.append(time.perf_counter() - t0)
@@ -457,11 +458,12 @@ class Study:
         combos = [("kd", "none")] + [(m, ag) for ag in ("mixup", "cutmix") for m in ("kd-aug", "kd-i", "kd-p")]
         bs = self.cfg["optim"].get("batch_size", 128)
         alpha = float(self.cfg.get("aug", {}).get("alpha", 1.0))
-        models, opts, losses, gens = {}, {}, {}, {}
+        models, opts, losses, gens, kws = {}, {}, {}, {}, {}
         for c in combos:
             torch.manual_seed(0)
-            models[c] = build_model(self.cfg["student"]["arch"], self.data.num_classes).to(self.device)
-            opts[c] = make_optimizer(models[c], self.cfg)
+            model = build_model(self.cfg["student"]["arch"], self.data.num_classes).to(self.device)
+            models[c], kws[c] = prepare_student(model, self.cfg), step_options(self.cfg, self.device)
+            opts[c] = make_optimizer(model, self.cfg)
             losses[c] = build_loss(c[0], self.cfg.get("loss", {}))
             gens[c] = (torch.Generator().manual_seed(1), np.random.default_rng(1))
         times = {c: [] for c in combos}
@@ -474,7 +476,7 @@ class Study:
                 g, rng = gens[c]
                 t0 = time.perf_counter()
                 x, y = self.data.get("train", idx, self.device, g)
-                train_step(models[c], opts[c], x, y, teacher, losses[c], c[1], alpha, rng, g)
+                train_step(models[c], opts[c], x, y, teacher, losses[c], c[1], alpha, rng, g, **kws[c])
                 if self.device.type == "cuda":
                     torch.cuda.synchronize()
                 if r >= warm:

@@ -139,16 +139,21 @@ class Str(Field):
 
 
 class Choice(Field):
-    """One of fixed values; a wrong string names the closest valid ones."""
+    """One of fixed values; a wrong string names the closest valid ones. ``aliases`` maps other
+    spellings to a value (YAML reads a bare ``off`` as ``false``: ``aliases={False: "off"}``)."""
 
-    def __init__(self, *values, none=False, doc=""):
+    def __init__(self, *values, none=False, doc="", aliases=None):
         super().__init__(none, doc)
         self.values = tuple(values)
+        self.aliases = dict(aliases or {})
 
     def describe(self):
         return "one of " + ", ".join(map(str, self.values))
 
     def _check(self, value, key):
+        for alias, target in self.aliases.items():
+            if value == alias and type(value) is type(alias):
+                return target
         if value in self.values and type(value) in {type(v) for v in self.values}:
             return value
         near = difflib.get_close_matches(str(value), [str(v) for v in self.values], n=3, cutoff=0.5)

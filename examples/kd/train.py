@@ -25,6 +25,13 @@ train a new run next to it. ``reuse_only=True`` never trains: a missing run rais
 
 A loss that becomes NaN or infinite stops the run with :class:`NonFiniteLoss`; nothing is recorded.
 
+GPU training (``train`` section, :data:`TRAIN_DEFAULTS`, all part of a run's identity when not at
+their defaults): ``amp`` ``"bf16"`` or ``"fp16"`` runs each step's forward passes and losses
+under ``torch.autocast`` (fp16 with a ``torch.amp.GradScaler``, saved in the checkpoint; the
+distillation losses compute their soft labels and projections in float32); ``channels_last``
+stores the student and its input batches in NHWC; ``compile`` runs the student through
+``torch.compile``. Evaluation runs in float32, on the uncompiled network.
+
 The teacher's weights of its selected epoch are kept in ``best.pt`` (students are distilled from
 that checkpoint); without a validation split (``data.val_fraction: 0``, or a data set without
 one, such as the text study's) the selected epoch is the best test epoch, as in the paper.
@@ -66,12 +73,58 @@ from .losses import CRD_METHODS, build_loss, loss_params
 from .models import build_model
 
 __all__ = ["RunSpec", "train_run", "train_step", "image_loss", "make_optimizer", "run_identity", "cpu_threads",
-           "has_validation", "state_digest",
+           "has_validation", "state_digest", "train_settings", "TRAIN_DEFAULTS", "autocast_context",
+           "step_options", "prepare_student",
            "load_model", "saved_weights", "dist_info", "setup_determinism", "evaluate", "NonFiniteLoss", "RunMissing",
            "OPTIM_DEFAULTS"]
 
 OPTIM_DEFAULTS = dict(lr=0.1, lr_decay=0.2, milestones=[0.3, 0.6, 0.8], momentum=0.9, weight_decay=5e-4,
                       batch_size=128, nesterov=False)
+#: the ``train`` section: mixed precision (``"off"``, ``"bf16"``, ``"fp16"``), NHWC memory
+#: format, ``torch.compile`` of the student
+TRAIN_DEFAULTS = dict(amp="off", channels_last=False, compile=False)
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def train_settings(cfg: dict) -> dict:
+    """The config's ``train`` section with :data:`TRAIN_DEFAULTS` filled in (checked).
+
+    Examples
+    --------
+    >>> train_settings({"train": {"amp": "bf16"}})
+    {'amp': 'bf16', 'channels_last': False, 'compile': False}
+    """
+    t = dict(TRAIN_DEFAULTS, **(cfg.get("train") or {}))
+    if t["amp"] not in ("off", *_AMP_DTYPES):
+        raise ValueError(f"train.amp must be off, bf16 or fp16, got {t['amp']!r}")
+    return t
+
+
+def step_options(cfg: dict, device) -> dict:
+    """:func:`train_step`'s keyword arguments for the config's ``train`` section: ``amp``, a fresh
+    ``scaler`` (fp16 only) and ``channels_last``."""
+    t = train_settings(cfg)
+    scaler = torch.amp.GradScaler(torch.device(device).type) if t["amp"] == "fp16" else None
+    return dict(amp=t["amp"], scaler=scaler, channels_last=t["channels_last"])
+
+
+def prepare_student(model, cfg: dict):
+    """``model`` in the config's memory format (NHWC with ``train.channels_last``; in place) and
+    the network to train: ``torch.compile(model)`` with ``train.compile``, else ``model``."""
+    t = train_settings(cfg)
+    if t["channels_last"]:
+        model.to(memory_format=torch.channels_last)
+    return torch.compile(model) if t["compile"] else model
+
+
+def autocast_context(device, amp: str):
+    """``torch.autocast`` for ``amp`` in {"bf16", "fp16"} on ``device``'s type; a null context
+    for ``"off"``."""
+    import contextlib
+
+    if amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=_AMP_DTYPES[amp])
 
 
 @dataclass
@@ -131,6 +184,10 @@ def run_identity(spec: RunSpec, cfg: dict, data_identity: dict, teacher_digest: 
             ident["teacher"] = teacher_digest
         if spec.aug != "none":
             ident["aug_alpha"] = float(cfg.get("aug", {}).get("alpha", 1.0))
+    # only settings away from their defaults: runs trained before the section existed keep their ids
+    train = {k: v for k, v in train_settings(cfg).items() if v != TRAIN_DEFAULTS[k]}
+    if train:
+        ident["train"] = train
     return ident
 
 
@@ -321,7 +378,7 @@ def _crd_loss(net, teacher, loss_fn, crd, x, y, idx, aug, aug_alpha, rng, gen):
 
 
 def train_step(net, opt, x, y, teacher=None, loss_fn=None, aug="none", aug_alpha=1.0, rng=None, gen=None,
-               idx=None, batch_loss=None, crd=None):
+               idx=None, batch_loss=None, crd=None, amp="off", scaler=None, channels_last=False):
     """One optimiser step on the batch ``(x, y)``: cross-entropy (teacher, ``loss_fn=None``) or a
     distillation loss on the batch mixed by ``aug``. Returns ``(loss, stats)`` (detached).
 
@@ -330,23 +387,36 @@ def train_step(net, opt, x, y, teacher=None, loss_fn=None, aug="none", aug_alpha
     embeddings of the un-mixed batch. The teacher is not run for ``ce``-type losses
     (``loss_fn.uses_teacher`` False).
 
+    ``amp`` (``"off"``, ``"bf16"``, ``"fp16"``) runs the forward passes and the loss under
+    :func:`autocast_context`; ``scaler`` (a ``torch.amp.GradScaler``, for fp16) scales the
+    backward pass and skips steps with non-finite gradients; ``channels_last`` converts image
+    batches (4-D) to NHWC.
+
     The training loop and the Table 3 benchmark both call this, so they time the same work.
     ``batch_loss`` computes the loss (default :func:`image_loss`; the text study passes its own).
     """
     net.train()
-    if crd is None:
-        loss, stats = (batch_loss or image_loss)(net, teacher, loss_fn, x, y, idx, aug, aug_alpha, rng, gen)
-    else:
-        loss, stats, memory = _crd_loss(net, teacher, loss_fn, crd, x, y, idx, aug, aug_alpha, rng, gen)
+    if channels_last and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with autocast_context(x.device, amp):
+        if crd is None:
+            loss, stats = (batch_loss or image_loss)(net, teacher, loss_fn, x, y, idx, aug, aug_alpha, rng, gen)
+        else:
+            loss, stats, memory = _crd_loss(net, teacher, loss_fn, crd, x, y, idx, aug, aug_alpha, rng, gen)
+    loss = loss.float()
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    (scaler.scale(loss) if scaler is not None else loss).backward()
     if crd is not None and dist_info()[2]:  # the embedding heads are outside DDP: average their grads
         world = dist_info()[1]
         for p in crd.parameters():
             if p.grad is not None:
                 torch.distributed.all_reduce(p.grad)
                 p.grad /= world
-    opt.step()
+    if scaler is not None:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
     if crd is not None:
         crd.update(*memory)
     return loss.detach(), stats
@@ -425,8 +495,9 @@ def _reusable(out: Path, rid: str, ident: dict):
     return None
 
 
-def _restore(ckpt: Path, rid: str, device, model, opt, crd):
-    """The loop state of an interrupted run (weights and optimiser loaded), or a fresh state."""
+def _restore(ckpt: Path, rid: str, device, model, opt, crd, scaler=None):
+    """The loop state of an interrupted run (weights, optimiser and gradient scaler loaded), or a
+    fresh state."""
     if ckpt.exists():
         saved = torch.load(ckpt, map_location=device, weights_only=False)
         if saved.get("run_id") == rid:
@@ -434,6 +505,8 @@ def _restore(ckpt: Path, rid: str, device, model, opt, crd):
             opt.load_state_dict(saved["optimizer"])
             if crd is not None:
                 crd.load_state_dict(saved["crd"])
+            if scaler is not None and saved.get("scaler"):
+                scaler.load_state_dict(saved["scaler"])
             return saved["state"]
     return _new_state()
 
@@ -453,7 +526,8 @@ def _run_epoch(ctx: dict, epoch: int, bar) -> dict:
         except StopIteration:
             break
         loss, stats = train_step(ctx["net"], ctx["opt"], x, y, ctx["teacher"], ctx["loss_fn"], spec.aug,
-                                 ctx["aug_alpha"], rng, gen, idx, ctx["batch_loss"], ctx["crd"])
+                                 ctx["aug_alpha"], rng, gen, idx, ctx["batch_loss"], ctx["crd"],
+                                 ctx["amp"], ctx["scaler"], ctx["channels_last"])
         _sync(ctx["device"])
         tot["times"].append(time.perf_counter() - t0)
         lv = loss.float().reshape(1)
@@ -480,7 +554,8 @@ def _save_epoch(ctx: dict, state: dict, rec: dict, selected: bool) -> None:
         _atomic_save(dict(saved_weights(model), spec=asdict(spec), run_id=ctx["rid"], epoch=rec["epoch"],
                           test_acc=rec["test_acc"], val_acc=rec.get("val_acc")), out / "best.pt")
     _atomic_save(dict(model=model.state_dict(), optimizer=ctx["opt"].state_dict(), state=state,
-                      spec=asdict(spec), run_id=ctx["rid"], crd=crd.state_dict() if crd is not None else None),
+                      spec=asdict(spec), run_id=ctx["rid"], crd=crd.state_dict() if crd is not None else None,
+                      scaler=ctx["scaler"].state_dict() if ctx["scaler"] is not None else None),
                  out / "checkpoint.pt")
     with open(out / "log.jsonl", "a") as f:
         f.write(json.dumps(dict(run_id=ctx["rid"], **rec)) + "\n")
@@ -573,18 +648,24 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, te
         _atomic_text(json.dumps(json.loads(runs.canonical(ident)), indent=1), out / "identity.json")
     torch.manual_seed(spec.seed)
     model = model_fn(spec.arch, data.num_classes).to(device)
+    tr = train_settings(cfg)
+    if tr["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
     crd = None
     if spec.method in CRD_METHODS:
         crd = build_crd(spec.loss, model.feat_dim, teacher.feat_dim, data.size("train")).to(device)
     opt = make_optimizer(model, cfg, crd.parameters() if crd is not None else ())
     ckpt = out / "checkpoint.pt"
-    state = _restore(ckpt, rid, device, model, opt, crd) if resume else _new_state()
+    scaler = torch.amp.GradScaler(torch.device(device).type) if tr["amp"] == "fp16" else None
+    state = _restore(ckpt, rid, device, model, opt, crd, scaler) if resume else _new_state()
     if state["epoch"] == 0 and rank == 0 and (out / "log.jsonl").exists():
         (out / "log.jsonl").unlink()  # a fresh start: do not mix logs of two runs
     net = model
     if dist_on:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    if tr["compile"]:
+        net = torch.compile(net)
     optim_cfg = effective_optim(cfg)
     bs = max(1, optim_cfg["batch_size"] // world)
     sampler = torch.utils.data.DistributedSampler(range(data.size("train")), num_replicas=world, rank=rank,
@@ -593,7 +674,8 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, te
                opt=opt, crd=crd, teacher=teacher, batch_loss=batch_loss, sampler=sampler, bs=bs,
                steps=math.ceil(len(sampler) / bs), optim=optim_cfg, out=out, rid=rid, progress=progress,
                loss_fn=None if spec.method == "teacher" else build_loss(spec.method, spec.loss),
-               aug_alpha=float(cfg.get("aug", {}).get("alpha", 1.0)))
+               aug_alpha=float(cfg.get("aug", {}).get("alpha", 1.0)),
+               amp=tr["amp"], scaler=scaler, channels_last=tr["channels_last"])
     if not _epochs(ctx, state, stop_after_epoch):
         return None
     result = _result(spec, state, ident, world, "val" if has_validation(data) else "test")

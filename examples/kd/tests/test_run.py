@@ -89,6 +89,70 @@ def test_resume_equals_uninterrupted(tiny, tmp_path):
     assert not (tmp_path / "a" / rid / "checkpoint.pt").exists()
 
 
+# ----------------------------------------------------------------------------- mixed precision
+STEP_CASES = [("teacher", "none"), ("ce", "mixup"), ("kd", "none"), ("kd-aug", "mixup"), ("kd-i", "cutmix"),
+              ("kd-p", "mixup"), ("crd-i", "mixup"), ("crd-p", "cutmix")]
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+@pytest.mark.parametrize("method, aug", STEP_CASES)
+def test_autocast_step_every_method(tiny, method, aug, amp):
+    """One step of every method under CPU autocast (fp16 with a gradient scaler), NHWC batches:
+    a finite float32 loss, finite gradients on every parameter, weights that move."""
+    from examples.kd.crd import build_crd
+    from examples.kd.losses import CRD_METHODS, build_loss
+    from examples.kd.models import build_model
+    from examples.kd.train import make_optimizer, prepare_student, step_options, train_step
+
+    cfg, data, teacher, _, _ = tiny
+    cfg = dict(cfg, train={"amp": amp, "channels_last": True})
+    torch.manual_seed(0)
+    model = build_model("resnet8", data.num_classes)
+    net, kw = prepare_student(model, cfg), step_options(cfg, CPU)
+    assert (kw["scaler"] is not None) == (amp == "fp16")
+    assert next(p for p in model.parameters() if p.ndim == 4).is_contiguous(memory_format=torch.channels_last)
+    crd = build_crd(dict(cfg["loss"], crd_k=16), model.feat_dim, teacher.feat_dim, data.size("train")) \
+        if method in CRD_METHODS else None
+    opt = make_optimizer(model, cfg, crd.parameters() if crd is not None else ())
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    idx = torch.arange(16)
+    x, y = data.get("train", idx, CPU, torch.Generator().manual_seed(0))
+    loss_fn = None if method == "teacher" else build_loss(method, dict(cfg["loss"], crd_k=16))
+    for _ in range(30):  # fp16: the scaler skips steps whose scaled gradients overflow, then shrinks
+        scale = kw["scaler"].get_scale() if kw["scaler"] is not None else None
+        loss, stats = train_step(net, opt, x, y, teacher, loss_fn, aug, 1.0, np.random.default_rng(0),
+                                 torch.Generator().manual_seed(0), idx, crd=crd, **kw)
+        if scale is None or kw["scaler"].get_scale() >= scale:
+            break
+    else:
+        raise AssertionError("the gradient scaler skipped 30 steps")
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    if kw["scaler"] is not None:
+        kw["scaler"].unscale_(opt)
+    bad = [k for k, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not bad, bad
+    assert any(not torch.equal(before[k], p) for k, p in model.named_parameters())
+    if method not in ("teacher", "ce"):
+        assert 0.0 <= float(stats["violation"]) <= 1.0
+
+
+def test_fp16_resume_restores_the_scaler_and_equals_uninterrupted(tiny, tmp_path):
+    cfg, data, teacher, _, _ = tiny
+    cfg = dict(cfg, train={"amp": "fp16", "channels_last": True})
+    spec = RunSpec("kdp16", "resnet8", "kd-p", "mixup", 0, 2, dict(cfg["loss"]))
+    a = train_run(spec, data, cfg, tmp_path / "a", CPU, teacher=teacher, progress=False)
+    assert a["identity"]["train"] == {"amp": "fp16", "channels_last": True}
+    assert train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, progress=False,
+                     stop_after_epoch=1) is None
+    ck = torch.load(tmp_path / "b" / a["run_id"] / "checkpoint.pt", weights_only=False)
+    assert ck["scaler"]["scale"] > 0
+    b = train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, progress=False)
+    sa = torch.load(tmp_path / "a" / a["run_id"] / "final.pt", weights_only=True)["model"]
+    sb = torch.load(tmp_path / "b" / a["run_id"] / "final.pt", weights_only=True)["model"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a["last_acc"] == b["last_acc"]
+
+
 # ----------------------------------------------------------------------------- run identity
 def _changes(cfg, data, teacher, tmp_path):
     """(what, spec, cfg, data, teacher) variations of a base run, each of which must retrain."""
@@ -111,6 +175,8 @@ def _changes(cfg, data, teacher, tmp_path):
         ("data.generator.c", spec, cfg, fewer_classes, teacher),
         ("data.split.val_fraction", spec, cfg, other_split, teacher),
         ("teacher", spec, cfg, data, other_teacher),
+        ("train.amp", spec, dict(cfg, train={"amp": "bf16"}), data, teacher),
+        ("train.channels_last", spec, dict(cfg, train={"channels_last": True}), data, teacher),
     ]
 
 
@@ -129,6 +195,9 @@ def test_identity_covers_every_setting(tiny, tmp_path):
     # the same settings are reused (the record comes back unchanged, nothing is retrained)
     again = train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, progress=False, reuse_only=True)
     assert again == base
+    # the train section at its defaults is the run trained before the section existed
+    defaults = dict(cfg, train={"amp": "off", "channels_last": False, "compile": False})
+    assert train_run(spec, data, defaults, tmp_path, CPU, teacher=teacher, progress=False, reuse_only=True) == base
     # a setting the method does not use does not change the run (sigma is KD-p's)
     s2 = RunSpec(**dict(vars(spec), loss=dict(spec.loss, sigma=5.0)))
     assert train_run(s2, data, cfg, tmp_path, CPU, teacher=teacher, progress=False, reuse_only=True) == base
