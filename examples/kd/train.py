@@ -58,6 +58,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -499,7 +500,13 @@ def _restore(ckpt: Path, rid: str, device, model, opt, crd, scaler=None):
     """The loop state of an interrupted run (weights, optimiser and gradient scaler loaded), or a
     fresh state."""
     if ckpt.exists():
-        saved = torch.load(ckpt, map_location=device, weights_only=False)
+        # weights_only: a checkpoint holds tensors, numbers, strings, lists and dicts only, so a
+        # tampered run folder cannot run code on loading
+        try:
+            saved = torch.load(ckpt, map_location=device, weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise RuntimeError(f"{ckpt}: holds objects other than tensors and plain values, which are "
+                               f"not loaded (delete it to restart the run): {str(e).splitlines()[0]}") from None
         if saved.get("run_id") == rid:
             model.load_state_dict(saved["model"])
             opt.load_state_dict(saved["optimizer"])

@@ -1,5 +1,6 @@
-"""Slow, obviously-right reference for ``treeiso.fit_topk``: one ``treeiso.fit`` per row on the
-broom (or star) tree of the row's label order. Used to cross-check the fast batched path."""
+"""Slow, independent reference for ``treeiso.fit_topk``: one fit per row on the broom (or star)
+tree of the row's label order, solved by the SciPy reference backend (bounded least squares,
+none of the fast kernels). Used to cross-check the fast batched path."""
 
 import numpy as np
 import torch
@@ -25,5 +26,5 @@ def fit_topk_ref(values, labels, weights=None):
     lab = labels.cpu().numpy()
     out = np.empty_like(v)
     for i in range(v.shape[0]):
-        out[i] = treeiso.fit(v[i], row_tree(v.shape[1], lab[i]))
+        out[i] = treeiso.fit(v[i], row_tree(v.shape[1], lab[i]), backend="scipy")
     return torch.from_numpy(out).to(values.dtype).to(values.device)

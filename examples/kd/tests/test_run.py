@@ -76,7 +76,7 @@ def test_resume_equals_uninterrupted(tiny, tmp_path):
     stopped = train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, progress=False, stop_after_epoch=1)
     assert stopped is None
     rid = a["run_id"]
-    ck = torch.load(tmp_path / "b" / rid / "checkpoint.pt", weights_only=False)
+    ck = torch.load(tmp_path / "b" / rid / "checkpoint.pt", weights_only=True)
     assert ck["state"]["epoch"] == 1
     b = train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, progress=False)
     sa = torch.load(tmp_path / "a" / rid / "final.pt", weights_only=True)["model"]
@@ -87,6 +87,27 @@ def test_resume_equals_uninterrupted(tiny, tmp_path):
     # a finished run keeps final.pt and result.json, not the resume checkpoint
     assert not (tmp_path / "b" / rid / "checkpoint.pt").exists()
     assert not (tmp_path / "a" / rid / "checkpoint.pt").exists()
+
+
+class _Payload:
+    """Pickles to a call of ``os.system``: what a tampered checkpoint could hold."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned > pwned.txt",))
+
+
+def test_tampered_checkpoint_is_refused_not_executed(tiny, tmp_path, monkeypatch):
+    cfg, data, teacher, _, _ = tiny
+    spec = RunSpec("kd-t", "resnet8", "kd", "none", 0, 2, dict(cfg["loss"]))
+    assert train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, progress=False, stop_after_epoch=1) is None
+    (folder,) = [p for p in tmp_path.iterdir() if p.name.startswith("kd-t-")]
+    ck = torch.load(folder / "checkpoint.pt", weights_only=True)
+    ck["state"]["evil"] = _Payload()
+    torch.save(ck, folder / "checkpoint.pt")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RuntimeError, match="objects other than tensors"):
+        train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, progress=False)
+    assert not (tmp_path / "pwned.txt").exists()
 
 
 # ----------------------------------------------------------------------------- mixed precision
@@ -144,7 +165,7 @@ def test_fp16_resume_restores_the_scaler_and_equals_uninterrupted(tiny, tmp_path
     assert a["identity"]["train"] == {"amp": "fp16", "channels_last": True}
     assert train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, progress=False,
                      stop_after_epoch=1) is None
-    ck = torch.load(tmp_path / "b" / a["run_id"] / "checkpoint.pt", weights_only=False)
+    ck = torch.load(tmp_path / "b" / a["run_id"] / "checkpoint.pt", weights_only=True)
     assert ck["scaler"]["scale"] > 0
     b = train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, progress=False)
     sa = torch.load(tmp_path / "a" / a["run_id"] / "final.pt", weights_only=True)["model"]
