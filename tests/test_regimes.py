@@ -145,15 +145,15 @@ def test_certify_rejects_the_old_overflow_answers():
 
 # ----------------------------------------------------------------------------- long brooms
 def test_long_handle_goes_to_irt_and_the_kernel_sorts():
-    from treeiso._dispatch import LONG_HANDLE, resolve
+    from treeiso._dispatch import AUTO_BROOM_MAX_HANDLE, resolve
 
     rng = np.random.default_rng(3)
     n = 3000
     y = rng.normal(size=(2, n))
     y[1] = np.sort(y[1])  # the handle (the first nodes) increasing: pools all the way up
-    for k in (1, 2, LONG_HANDLE, LONG_HANDLE + 1, 300):
+    for k in (1, 2, AUTO_BROOM_MAX_HANDLE, AUTO_BROOM_MAX_HANDLE + 1, 300):
         tree = treeiso.Tree.broom(n, np.arange(k))
-        assert resolve("auto", tree) == ("broom" if k <= LONG_HANDLE else "irt-pairing")
+        assert resolve("auto", tree) == ("broom" if k <= AUTO_BROOM_MAX_HANDLE else "irt-pairing")
         ref = treeiso.fit(y, tree, method="irt")
         for name, x in (("broom", treeiso.fit(y, tree, method="broom")),
                         ("topk", treeiso.fit_topk(y, np.arange(k)[None])),

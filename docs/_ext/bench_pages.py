@@ -87,10 +87,6 @@ def load(path: Path):
 
 
 # --------------------------------------------------------------------------- writing
-def _slug(text):
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "case"
-
-
 def _fmt_t(t):
     if t is None:
         return "--"

@@ -17,7 +17,7 @@ _EXPORTS = {
     "Tree": "_tree",
     "as_tree": "_tree",
     "fit": "_api",
-    "FitResult": "_dispatch",
+    "FitResult": "_result",
     "certify": "_certify",
     "Certificate": "_certify",
     "fit_topk": "_topk",

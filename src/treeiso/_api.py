@@ -2,13 +2,14 @@
 
 import numpy as np
 
-from ._dispatch import BACKENDS, FitResult, resolve, tree_arrays
+from ._dispatch import BACKENDS, resolve, tree_arrays
+from ._result import FitResult
 from ._numba_backend import check_threads, n_threads, run_kernel
 from ._scaling import scale_rows
 from ._tree import Tree, as_tree
 from ._validation import (
     as_rows,
-    check_finite as scan_values,
+    finite_abs_max,
     bounds_in_range,
     check_bounds,
     check_orientation,
@@ -179,7 +180,7 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     y, out_dtype = prepare_values(y, tree.n, check=False)
     bounds = bounds_in_range(bounds, float(np.finfo(out_dtype).max), out_dtype)
     # The finiteness scan also yields max|y| (or None), which the range scaling below reuses.
-    amax = scan_values(y, "values") if check_finite else None
+    amax = finite_abs_max(y, "values") if check_finite else None
     w = prepare_weights(weights, y.shape, check_finite)
     y2 = as_rows(y)
     sign = 1.0 if orientation == "root_largest" else -1.0

@@ -31,7 +31,7 @@ _MAX_ITER = 64
 # Pools of the last block up the handle before the kernel sorts the row's leaves once: each
 # pool costs an O(c) star otherwise, so a long handle would cost O(K c) (33 s for
 # c = 1e6, K = 1e4). A star is a few passes; the sort is worth ~100 of them at c = 1e6.
-_LONG_HANDLE = 64
+_POOLS_BEFORE_SORT = 64
 
 
 @njit(cache=True, nogil=True)
@@ -266,7 +266,7 @@ def broom_rows(y, w, labels, x, blocks):
             wc += st_w[ns]
             s_last = st_s[ns]
             m0 += 1
-            if m0 <= _LONG_HANDLE:
+            if m0 <= _POOLS_BEFORE_SORT:
                 v, d = _star(zr, wr, unit, cs, wc, zb, wb, m0, ea)
                 continue
             # A long handle: one O(c log c) sort instead of an O(c) star per pool. v only

@@ -11,7 +11,7 @@ from ._validation import (
     as_real_array,
     as_rows,
     check_bounds,
-    check_finite,
+    finite_abs_max,
     check_orientation,
     is_torch_tensor,
     prepare_values,
@@ -192,7 +192,7 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
         raise ValueError(
             f"solution has shape {x.shape} but values has shape {y.shape}"
         )
-    check_finite(x, "solution")
+    finite_abs_max(x, "solution")
     w = prepare_weights(_to_numpy(weights), y.shape)
     y2 = as_rows(y)
     x2 = as_rows(x)

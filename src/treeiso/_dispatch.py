@@ -27,7 +27,6 @@ that instead of a separate pass over the data); the others return nothing.
 
 from __future__ import annotations
 
-from typing import NamedTuple
 
 import numpy as np
 
@@ -45,42 +44,13 @@ KERNELS = {
     "irt-leftist": ("_irt_leftist", "irt_leftist_rows"),
     "irt-binomial": ("_irt_binomial", "irt_binomial_rows"),
 }
-IRT_KERNELS = ("irt-pairing", "irt-leftist", "irt-binomial")
 #: method -> the tree kinds it solves (the IRT methods solve every tree)
 _SHAPES = {"pav": ("chain",), "star": ("star",), "broom": ("star", "broom", "chain")}
 # Brooms whose handle has more nodes than this go to IRT-BIN under method="auto": past it
 # the broom kernel may sort the leaves (O(n log n), as IRT-BIN, but slower).
-LONG_HANDLE = 8
+AUTO_BROOM_MAX_HANDLE = 8
 #: tree kind -> the kernel of method="auto"
 _AUTO = {"chain": "pav", "star": "broom", "broom": "broom", "general": DEFAULT_HEAP}
-
-
-class FitResult(NamedTuple):
-    """Result of :func:`fit` with ``return_blocks=True``.
-
-    Attributes
-    ----------
-    x : ndarray or Tensor
-        The fitted values, as returned by :func:`fit`.
-    blocks : ndarray or Tensor of int64
-        Same shape as ``x``: ``blocks[..., i]`` is the id of the top (closest
-        to the root) node of the block that contains node ``i``. Nodes of one
-        block share one fitted value, the weighted mean of their data (with
-        ``y_min``/``y_max``, that mean clipped to the bounds; the blocks are
-        those of the unbounded fit).
-
-    Examples
-    --------
-    >>> import treeiso
-    >>> res = treeiso.fit([0.0, 1.0, 10.0], [-1, 0, 0], return_blocks=True)
-    >>> res.x
-    array([5., 1., 5.])
-    >>> res.blocks      # node 2 pooled with the root, node 1 alone
-    array([0, 1, 0])
-    """
-
-    x: object
-    blocks: object
 
 
 def resolve(method, tree):
@@ -99,7 +69,7 @@ def resolve(method, tree):
             f"but this tree is of kind {tree.kind!r}; use method='irt' or 'auto'"
         )
     if method == "auto":
-        if tree.kind == "broom" and tree.handle.size > LONG_HANDLE:
+        if tree.kind == "broom" and tree.handle.size > AUTO_BROOM_MAX_HANDLE:
             return DEFAULT_HEAP     # the broom kernel would sort: IRT-BIN is faster
         return _AUTO[tree.kind]
     if method == "star":

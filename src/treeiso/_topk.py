@@ -143,9 +143,9 @@ def fit_topk(values, labels, weights=None, *, orientation="root_largest", y_min=
         nt = n_threads(threads, n_rows, c)
         finite = run_kernel("broom", y2, w2, (lab2,), x, np.empty((0, c), np.int64), nt)
         if check_finite and not all(finite):
-            from ._validation import check_finite as scan
+            from ._validation import finite_abs_max
 
-            scan(y, "values")  # names the first bad entry
+            finite_abs_max(y, "values")  # names the first bad entry
     if sign < 0:
         np.negative(x, out=x)
     if ey:

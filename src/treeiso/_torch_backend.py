@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._dispatch import FitResult
+from ._result import FitResult
 from ._validation import bounds_in_range, check_axis, check_ndim, move_weights
 
 # Rounds of parallel pooling before the chain's native path hands the rows left to PAV on
@@ -52,7 +52,7 @@ def _host_abs_max(t: Tensor) -> float | None:
     return None
 
 
-def _check_finite(t: Tensor, what: str) -> float | None:
+def _finite_abs_max(t: Tensor, what: str) -> float | None:
     """Raise ValueError on NaN or inf in ``t``. Returns max|t| when the scan computed it (CPU
     float tensors), for the range scaling (:func:`_range_exponents`) to reuse, else None."""
     if not t.numel():
@@ -73,7 +73,7 @@ def _check_finite(t: Tensor, what: str) -> float | None:
 def _check_weights(w: Tensor | None) -> None:
     if w is None:
         return
-    _check_finite(w, "weights")
+    _finite_abs_max(w, "weights")
     if w.numel() and not bool(w.amin() > 0):
         raise ValueError("weights must be > 0")
 
@@ -115,7 +115,7 @@ def _scaled(impl, y: Tensor, w: Tensor | None, *args, amax: float | None = None
             ) -> tuple[Tensor, Tensor]:
     """``impl(y, w, *args)`` on data divided by powers of two when it is near the float limits
     (overflow-free kernels; the fit is equivariant: x(a y, b w) = a x(y, w)).
-    ``amax``: max|y| when already known (see :func:`_check_finite`)."""
+    ``amax``: max|y| when already known (see :func:`_finite_abs_max`)."""
     ey, ew = _range_exponents(y, w, amax)
     if ey == 0 and ew == 0:
         return impl(y, w, *args)
@@ -216,7 +216,7 @@ def _chain_op(y: Tensor, w: Tensor | None, order: Tensor, native: bool, threads:
     """``x[order[0]] >= x[order[1]] >= ...`` per row; ``blocks`` holds node ids."""
     amax = None
     if check:
-        amax = _check_finite(y, "values")  # max|y| too, for the scaling
+        amax = _finite_abs_max(y, "values")  # max|y| too, for the scaling
         _check_weights(w)
     return _scaled(_chain_impl, y, _work_weights(w, y, native), order, native, threads,
                    amax=amax)
@@ -397,7 +397,7 @@ def _broom_op(y: Tensor, w: Tensor | None, labels: Tensor, native: bool, threads
     amax = None
     if check:
         if native:
-            amax = _check_finite(y, "values")  # the host kernel checks in its own pass
+            amax = _finite_abs_max(y, "values")  # the host kernel checks in its own pass
         _check_weights(w)
     if labels.numel():
         # The label range is checked even with check=False: the kernels index rows by label.
@@ -429,7 +429,7 @@ def _tree_op(y: Tensor, w: Tensor | None, order: Tensor, parent_pos: Tensor, ker
     ``kernel``: an IRT-BIN kernel name of :data:`treeiso._dispatch.KERNELS`."""
     amax = None
     if check:
-        amax = _check_finite(y, "values")  # max|y| too, for the scaling
+        amax = _finite_abs_max(y, "values")  # max|y| too, for the scaling
         _check_weights(w)
     return _scaled(_tree_impl, y, w, order, parent_pos, kernel, threads, amax=amax)
 

@@ -8,8 +8,6 @@ from ._validation import is_torch_tensor, reject_masked
 
 __all__ = ["Tree", "as_tree"]
 
-_KINDS = ("chain", "star", "broom", "general")
-
 
 def _readonly(a):
     a.flags.writeable = False

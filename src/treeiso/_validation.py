@@ -76,7 +76,7 @@ def first_bad(mask):
     return idx[0] if len(idx) == 1 else idx
 
 
-def check_finite(arr, what):
+def finite_abs_max(arr, what):
     """Raise ValueError naming the first NaN or infinite entry of ``arr``, if any.
 
     Returns ``max|arr|`` when the scan computed it (float32/float64 C-contiguous arrays), else
@@ -209,7 +209,7 @@ def prepare_values(values, n, check=True):
             f"{n} nodes"
         )
     if check:
-        check_finite(y, "values")
+        finite_abs_max(y, "values")
     return y, result_dtype(y)
 
 
@@ -234,7 +234,7 @@ def prepare_weights(weights, shape, check=True):
             f"weights of shape {w.shape} have more dimensions than values {shape}"
         )
     if check:
-        check_finite(w, "weights")
+        finite_abs_max(w, "weights")
     if check and w.size and not (w > 0).all():
         i = first_bad(~(w > 0))
         raise ValueError(f"weights must be > 0, got {w[i]} at index {i}")
