@@ -84,3 +84,80 @@ def component_roots(parent):
             r = parent[r]
         out[v] = r
     return out
+
+
+def pinball(u, q):
+    """The pinball loss rho_q(u) = u (q - [u < 0]), exact for Fractions."""
+    return u * (q - (1 if u < 0 else 0))
+
+
+def brute_force_quantile_optima(y, parent, w, q, lo=None, hi=None, orientation="root_largest"):
+    """Every optimal data-valued fit of ``min sum w rho_q(y - x)`` under the tree order.
+
+    Enumerates all assignments of the candidate values (the data values and bounds inside the
+    bounds) to the nodes: an optimum of an L1/quantile problem exists among them, and the
+    pointwise smallest and largest optima are among them too. ``q`` is a Fraction; the costs
+    are exact rationals. Only for n <= ~6. Returns (optimal cost, list of optimal tuples).
+    """
+    n = len(parent)
+    wq = [Fraction(1)] * n if w is None else [Fraction(float(v)) for v in w]
+    yq = [Fraction(float(v)) for v in y]
+    cand = set(yq) | {Fraction(float(b)) for b in (lo, hi) if b is not None}
+    cand = sorted(c for c in cand if (lo is None or c >= Fraction(float(lo)))
+                  and (hi is None or c <= Fraction(float(hi))))
+    best, optima = None, []
+    for x in itertools.product(cand, repeat=n):
+        ok = True
+        for v, p in enumerate(parent):
+            if p >= 0 and ((x[p] < x[v]) if orientation == "root_largest" else (x[p] > x[v])):
+                ok = False
+                break
+        if not ok:
+            continue
+        cost = sum(wq[i] * pinball(yq[i] - x[i], q) for i in range(n))
+        if best is None or cost < best:
+            best, optima = cost, [x]
+        elif cost == best:
+            optima.append(x)
+    return best, optima
+
+
+def threshold_quantile_fit(y, parent, w, q, lo=None, hi=None, largest=False):
+    """The pointwise smallest (or largest) optimum of ``min sum w rho_q(y - x)`` with
+    ``x[parent] >= x`` and optional bounds, by threshold decomposition in exact rationals.
+
+    With the candidate values ``c_0 < c_1 < ...`` (data values and bounds inside the bounds),
+    ``x_v >= c_k`` holds at the smallest optimum exactly for the nodes of the smallest
+    ancestor-closed set ``U`` minimizing ``sum_{v in U} a_v``, with ``a_v`` the cost of
+    raising ``x_v`` from ``c_{k-1}`` to ``c_k`` per unit (``w (1 - q)`` if ``y_v < c_k``,
+    else ``-w q``). Each set is found by a tree DP. ``q`` is a Fraction. O(n * candidates).
+    """
+    n = len(parent)
+    wq = [Fraction(1)] * n if w is None else [Fraction(float(v)) for v in w]
+    yq = [Fraction(float(v)) for v in y]
+    lo_q = None if lo is None else Fraction(float(lo))
+    hi_q = None if hi is None else Fraction(float(hi))
+    cand = set(yq) | {b for b in (lo_q, hi_q) if b is not None}
+    cand = sorted(c for c in cand if (lo_q is None or c >= lo_q) and (hi_q is None or c <= hi_q))
+    kids = children_lists(parent)
+    order = []                                   # parents before children
+    stack = [v for v in range(n) if parent[v] < 0]
+    while stack:
+        v = stack.pop()
+        order.append(v)
+        stack.extend(kids[v])
+    x = [cand[0]] * n
+    for ck in cand[1:]:
+        best = [Fraction(0)] * n
+        for v in reversed(order):
+            a = wq[v] * ((1 - q) if yq[v] < ck else -q)
+            best[v] = a + sum(min(Fraction(0), best[c]) if largest else
+                              (best[c] if best[c] < 0 else Fraction(0)) for c in kids[v])
+        take = [False] * n
+        for v in order:
+            p = parent[v]
+            ok = (best[v] <= 0) if largest else (best[v] < 0)
+            take[v] = ok and (p < 0 or take[p])
+            if take[v]:
+                x[v] = ck
+    return np.array([float(v) for v in x])

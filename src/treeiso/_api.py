@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ._dispatch import BACKENDS, resolve, tree_arrays
+from ._dispatch import BACKENDS, resolve, resolve_robust, tree_arrays
 from ._result import FitResult
 from ._numba_backend import check_threads, n_threads, run_kernel
 from ._scaling import scale_rows
@@ -12,6 +12,7 @@ from ._validation import (
     finite_abs_max,
     bounds_in_range,
     check_bounds,
+    check_loss,
     check_orientation,
     is_torch_tensor,
     nodes_last,
@@ -25,8 +26,8 @@ __all__ = ["fit", "FitResult"]
 
 def fit(values, tree, weights=None, *, orientation="root_largest", method="auto",
         backend="auto", return_blocks=False, y_min=None, y_max=None, axis=-1,
-        threads=None, check_finite=True):
-    r"""Weighted least-squares isotonic regression on a rooted tree or forest.
+        threads=None, check_finite=True, loss="l2", quantile=None):
+    r"""Weighted isotonic regression on a rooted tree or forest: least squares, L1 or quantile.
 
     Solves, for every row ``y`` of ``values`` (axis ``axis`` indexes nodes),
 
@@ -39,7 +40,12 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     or the same with ``x_{parent(i)} <= x_i`` (``"root_smallest"``), and
     optionally ``y_min <= x_i <= y_max``. The solution is unique; without
     bounds it is constant on connected blocks of nodes, each at the weighted
-    mean of its data.
+    mean of its data. ``loss="l1"`` minimizes :math:`\sum_i w_i |x_i - y_i|`
+    instead and ``loss="quantile"`` the pinball loss
+    :math:`\sum_i w_i \rho_q(y_i - x_i)`, :math:`\rho_q(u) = u\,(q - [u < 0])`;
+    their optima need not be unique, and ``fit`` returns the pointwise smallest
+    one (every other optimum is at least as large at every node), whose values
+    are data values (or a bound).
 
     Parameters
     ----------
@@ -88,6 +94,13 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         (SciPy's convention). ``False`` skips these scans (and, for CUDA
         tensors, the host synchronisation they cost); invalid data then gives
         undefined results instead of an error.
+    loss : {"l2", "l1", "quantile"}, default="l2"
+        The objective. ``"l1"`` and ``"quantile"`` take NumPy input and
+        ``method="auto"`` (the slope trick on mergeable heaps, O(n log n) per
+        row on every tree); ``backend="scipy"`` solves them as linear programs.
+    quantile : float in (0, 1), optional
+        The level ``q`` of ``loss="quantile"`` (default 0.5, the median: the
+        same fit as ``"l1"``). Given with another loss it is an error.
 
     Returns
     -------
@@ -102,7 +115,8 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         that do not match the tree, 0-d values, an unknown method, a method
         that does not fit the tree's shape, ``y_min > y_max``, a ``y_min``
         above (or ``y_max`` below) the range of the result's dtype, a bad
-        ``axis``, ``numpy.longdouble`` data beyond float64's range (treeiso
+        ``axis``, an unknown ``loss``, a ``quantile`` outside (0, 1) or given
+        with another loss, ``numpy.longdouble`` data beyond float64's range (treeiso
         computes it in float64), or weights whose total exceeds 2**307 (about
         2.6e92) while the smallest is below 2**-1044 (about 5e-315) of that
         total (too wide a range to scale into float64).
@@ -130,6 +144,14 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     float16 and bfloat16 tensors are computed in float32 and returned in
     their own dtype (gradients too).
 
+    For ``loss="l1"`` / ``"quantile"`` (see :ref:`theory-quantile`): the
+    returned optimum is the pointwise smallest in either orientation, so it
+    does not depend on how nodes are numbered; with bounds it is the
+    unbounded one clipped to them (still the smallest optimum of the bounded
+    problem). Slopes that agree to a few float64 ulps of the weights involved
+    count as equal, so ``quantile=0.1`` acts as exactly 1/10. The blocks are
+    the connected nodes of one fitted value.
+
     Examples
     --------
     >>> import treeiso
@@ -141,8 +163,11 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     array([2., 2., 2.])
     >>> treeiso.fit([0.0, 1.0, 10.0], [-1, 0, 0], y_max=4.0)   # clipped block
     array([4., 1., 4.])
+    >>> treeiso.fit([0.0, 1.0, 10.0, 9.0], [-1, 0, 0, 0], loss="l1")   # a median fit
+    array([9., 1., 9., 9.])
     """
     check_orientation(orientation)
+    level = check_loss(loss, quantile)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "scipy" and method != "auto":
@@ -155,7 +180,9 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
 
         tree = _build_tree(tree)  # outside torch.compile's tracing
     tree = as_tree(tree)
-    kernel = resolve(method, tree)
+    kernel = resolve(method, tree) if level is None else resolve_robust(method, loss)
+    if level is not None and (is_tensor or backend == "torch"):
+        raise TypeError(f"loss={loss!r} takes NumPy input; torch tensors take loss='l2'")
     if is_tensor or backend == "torch":
         if not is_tensor:
             raise TypeError("backend='torch' needs values given as a torch.Tensor")
@@ -187,13 +214,22 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     if sign < 0:
         y2 = -y2
     n_rows, n = y2.shape
+    if level is not None and sign < 0:
+        # rho_q(y - x) = rho_{1-q}((-y) - (-x)), and the smallest optimum of the original
+        # problem is minus the largest of the negated one
+        level, largest = 1.0 - level, 1.0
+    else:
+        largest = 0.0
     if backend == "scipy":
-        from ._scipy_ref import fit_rows
+        from ._scipy_ref import fit_rows, quantile_fit_rows
 
         lo, hi = bounds
         if sign < 0:  # y_min <= x <= y_max  <=>  -y_max <= -x <= -y_min
             lo, hi = (None if hi is None else -hi), (None if lo is None else -lo)
-        x2, blocks = fit_rows(y2, w, tree, lo, hi)  # solves the bounded problem itself
+        if level is None:
+            x2, blocks = fit_rows(y2, w, tree, lo, hi)  # solves the bounded problem itself
+        else:
+            x2, blocks = quantile_fit_rows(y2, w, tree, lo, hi, level, largest > 0)
     else:
         x2 = np.empty((n_rows, n))
         blocks = np.empty((n_rows if return_blocks else 0, n), dtype=np.int64)
@@ -201,7 +237,10 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         if n_rows and n:
             y2, w, ey = scale_rows(y2, w, amax)  # powers of two: overflow-free kernels
             nt = n_threads(threads, n_rows, n)
-            run_kernel(kernel, y2, w, tree_arrays(kernel, tree), x2, blocks, nt)
+            args = tree_arrays(kernel, tree)
+            if kernel == "quantile":
+                args = (np.array([level, largest]),) + args
+            run_kernel(kernel, y2, w, args, x2, blocks, nt)
         if ey:
             np.ldexp(x2, ey, out=x2)
     if sign < 0:

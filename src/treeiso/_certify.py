@@ -11,6 +11,7 @@ from ._validation import (
     as_real_array,
     as_rows,
     check_bounds,
+    check_loss,
     finite_abs_max,
     check_orientation,
     is_torch_tensor,
@@ -83,7 +84,8 @@ class Certificate:
         float answer the residuals are rounding-sized, and the bound is about
         ``(eps * sum(w |y|))**2 / min(w)``: loose when weights span many
         orders of magnitude, not a sign of a wrong answer. For an infeasible
-        ``x`` it bounds nothing (see ``feasibility``).
+        ``x`` it bounds nothing (see ``feasibility``). NaN for the L1 and
+        quantile losses, whose check has no such bound.
     optimal_rows : ndarray of bool
         Shape ``values.shape[:-1]``: the verdict for each row.
 
@@ -108,7 +110,7 @@ class Certificate:
 
 
 def certify(values, tree, solution, weights=None, *, orientation="root_largest",
-            y_min=None, y_max=None, rtol=1e-9):
+            y_min=None, y_max=None, rtol=1e-9, loss="l2", quantile=None):
     r"""Check that ``solution`` solves the tree isotonic regression of ``values``.
 
     With the multiplier of edge ``(parent(c), c)`` equal to the subtree
@@ -144,6 +146,18 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
         block's residual to ``tol_x * W(block)``. Shifting the data leaves the
         tolerances unchanged up to that floor; scaling values or weights scales
         them alike.
+    loss : {"l2", "l1", "quantile"}, default="l2"
+        The objective ``solution`` claims to minimize, as in :func:`fit`. For
+        ``"l1"`` and ``"quantile"`` the check is that of a dual flow: edge
+        multipliers ``lam >= 0``, zero below every strict edge, whose net at
+        each node is a subgradient of that node's loss (``-w q`` below its
+        data, ``w (1 - q)`` above it, anything between at it, unbounded on a
+        bound it sits on). Values count as equal within ``tol_x``; sums of
+        ``k`` slopes are compared to ``4 k`` float64 ulps of the weight they
+        sum. ``gap`` is NaN for these losses (any optimum is accepted, not
+        only the one :func:`fit` returns).
+    quantile : float in (0, 1), optional
+        The level of ``loss="quantile"`` (default 0.5).
 
     Returns
     -------
@@ -153,7 +167,8 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
     Raises
     ------
     ValueError
-        For NaN or infinite values or weights, for a NaN or infinite
+        For an unknown ``loss``, a bad ``quantile`` (as in :func:`fit`), for
+        NaN or infinite values or weights, for a NaN or infinite
         ``solution`` (named so: a bad candidate), non-positive weights, or
         shapes that do not match.
 
@@ -178,8 +193,11 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
     True
     >>> treeiso.certify(y, parent, [4.0, 1.0, 4.0]).optimal
     False
+    >>> treeiso.certify(y, parent, [4.0, 1.0, 4.0], loss="l1").optimal  # a median fit
+    True
     """
     check_orientation(orientation)
+    level = check_loss(loss, quantile)
     bounds = check_bounds(y_min, y_max)
     rtol = float(rtol)
     if not rtol > 0:
@@ -212,12 +230,19 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
     if ew:
         w = np.ldexp(w, -ew)
     out = np.zeros((y2.shape[0], 5))
-    if tree.n and y2.shape[0]:
+    if tree.n and y2.shape[0] and level is not None:
+        from ._certify_quantile import quantile_kkt_rows
+
+        # rho_q(y - x) = rho_{1-q}((-y) - (-x)) (up to u = 0, where both vanish)
+        quantile_kkt_rows(y2, w, x2, tree.parent, tree.order,
+                          level if sign > 0 else 1.0 - level, rtol, eps, lo_s, hi_s,
+                          lo is not None, hi is not None, out)
+    elif tree.n and y2.shape[0]:
         from ._certify_kernel import kkt_rows
 
         kkt_rows(y2, w, x2, tree.parent, tree.order, rtol, eps, lo_s, hi_s,
                  lo is not None, hi is not None, out)
-    if ey or ew:
+    if level is None and (ey or ew):
         with np.errstate(over="ignore"):
             out[:, 4] = np.ldexp(out[:, 4], 2 * ey + ew)
     ok = (out[:, :4] <= 1.0).all(axis=1)

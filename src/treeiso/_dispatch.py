@@ -43,6 +43,7 @@ KERNELS = {
     "irt-pairing": ("_irt_pairing", "irt_pairing_rows"),
     "irt-leftist": ("_irt_leftist", "irt_leftist_rows"),
     "irt-binomial": ("_irt_binomial", "irt_binomial_rows"),
+    "quantile": ("_quantile", "quantile_rows"),
 }
 #: method -> the tree kinds it solves (the IRT methods solve every tree)
 _SHAPES = {"pav": ("chain",), "star": ("star",), "broom": ("star", "broom", "chain")}
@@ -77,6 +78,21 @@ def resolve(method, tree):
     if method == "irt":
         return DEFAULT_HEAP
     return method
+
+
+#: the losses of :func:`treeiso.fit` beside least squares, and the methods that solve them
+ROBUST_LOSSES = ("l1", "quantile")
+
+
+def resolve_robust(method, loss):
+    """The kernel of ``loss`` in :data:`ROBUST_LOSSES`: the quantile slope trick, which solves
+    every tree (``method="auto"`` only)."""
+    if method != "auto":
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise ValueError(f"method={method!r} solves loss='l2' only; loss={loss!r} takes "
+                         "method='auto'")
+    return "quantile"
 
 
 _loaded = {}

@@ -207,3 +207,97 @@ def fit_rows(y, w, tree, lo=None, hi=None):
     if lo is None and hi is None:
         return x, blocks
     return ldp_rows(y, w, tree, lo, hi), blocks
+
+
+def quantile_lp(y, w, tree, lo, hi, level):
+    """One row's quantile isotonic regression as a linear program (HiGHS, sparse):
+    variables ``x, u, v`` with ``y - x = u - v``, ``u, v >= 0``, minimizing
+    ``sum w (level u + (1 - level) v)`` subject to ``x[parent] >= x`` and the bounds.
+    Returns ``(x, objective, (c, A_ub, A_eq, bounds))``."""
+    from scipy.optimize import linprog
+    from scipy.sparse import csr_matrix, hstack, identity
+
+    n = tree.n
+    child = np.flatnonzero(tree.parent >= 0)
+    m = child.size
+    rows = np.repeat(np.arange(m), 2)
+    cols = np.column_stack([child, tree.parent[child]]).ravel()
+    vals = np.tile([1.0, -1.0], m)
+    order = csr_matrix((vals, (rows, cols)), shape=(m, n))           # x_child - x_parent <= 0
+    a_ub = hstack([order, csr_matrix((m, 2 * n))]).tocsr()
+    eye = identity(n, format="csr")
+    a_eq = hstack([eye, eye, -eye]).tocsr()                          # x + u - v = y
+    c = np.concatenate([np.zeros(n), w * level, w * (1.0 - level)])
+    bounds = [(lo, hi)] * n + [(0, None)] * (2 * n)
+    res = linprog(c, A_ub=a_ub, b_ub=np.zeros(m), A_eq=a_eq, b_eq=y, bounds=bounds,
+                  method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"the reference linear program failed: {res.message}")
+    return res.x[:n], float(res.fun), (c, a_ub, a_eq, bounds)
+
+
+def quantile_fit_rows(y, w, tree, lo, hi, level, largest=False):
+    """The reference quantile fit of every row (orientation root_largest): the linear
+    program's optimum, then a second program that finds the pointwise smallest (or, with
+    ``largest``, the largest) optimum, minimizing (maximizing) ``sum x`` among the points
+    within 1e-9 n of the optimal cost (data centred, scaled to a unit spread and unit mean
+    weight); its values are then snapped to the nearest
+    data values or bounds, kept if still feasible and optimal to that tolerance.
+    Blocks: connected nodes of one value."""
+    from scipy.optimize import linprog
+    from scipy.sparse import csr_matrix, vstack
+
+    check_weight_spread(w)
+    n_rows, n = y.shape
+    if n > _MAX_N:
+        raise ValueError(f"backend='scipy' takes at most {_MAX_N} nodes, got {n}")
+    x = np.empty((n_rows, n))
+    blocks = np.empty((n_rows, n), dtype=np.int64)
+    for b in range(n_rows):
+        wb = np.ones(n) if w.shape[0] == 0 else w[min(b, w.shape[0] - 1)]
+        # Solved centred and scaled (the problem is shift and scale equivariant; HiGHS's
+        # tolerances are absolute), weights scaled to a unit mean.
+        mid = float(np.median(y[b]))
+        spread = float(y[b].max() - y[b].min())
+        for v in (lo, hi):
+            if v is not None:
+                spread = max(spread, abs(v - mid))
+        spread = spread if spread > 0 else 1.0
+        yb = (y[b] - mid) / spread
+        wb = wb / wb.mean()
+        lo_n = None if lo is None else (lo - mid) / spread
+        hi_n = None if hi is None else (hi - mid) / spread
+        x0, best, (c, a_ub, a_eq, bounds) = quantile_lp(yb, wb, tree, lo_n, hi_n, level)
+        tol = 1e-9 * n
+        cost = csr_matrix(c.reshape(1, -1))
+        sign = -1.0 if largest else 1.0
+        c2 = np.concatenate([sign * np.ones(n), np.zeros(2 * n)])
+        res = linprog(c2, A_ub=vstack([a_ub, cost]).tocsr(),
+                      b_ub=np.concatenate([np.zeros(a_ub.shape[0]), [best + tol]]),
+                      A_eq=a_eq, b_eq=yb, bounds=bounds, method="highs")
+        xb = res.x[:n] if res.status == 0 else x0
+        # The smallest (largest) optimum takes data values and bounds: snap to the nearest
+        # one, and keep the snapped point if it is still feasible and optimal.
+        cand = np.unique(np.concatenate([y[b], [v for v in (lo, hi) if v is not None]]))
+        cand = cand[(cand >= (-np.inf if lo is None else lo))
+                    & (cand <= (np.inf if hi is None else hi))]
+        cand_n = (cand - mid) / spread
+        right = np.clip(np.searchsorted(cand_n, xb), 0, cand.size - 1)
+        left = np.maximum(right - 1, 0)
+        pick = np.where(np.abs(cand_n[left] - xb) <= np.abs(cand_n[right] - xb), left, right)
+        snap = cand_n[pick]
+        child = tree.parent >= 0
+        feasible = (snap[tree.parent[child]] >= snap[child]).all()
+        if feasible and c[n:] @ np.concatenate([np.maximum(yb - snap, 0),
+                                               np.maximum(snap - yb, 0)]) <= best + tol:
+            xb = cand[pick]
+        else:
+            xb = mid + spread * xb
+        x[b] = xb
+        top = np.arange(n, dtype=np.int64)
+        for v in tree.order:             # parents first
+            p = tree.parent[v]
+            if p >= 0 and xb[p] == xb[v]:
+                top[v] = top[p]
+        blocks[b] = top
+    return x, blocks

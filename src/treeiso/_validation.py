@@ -108,6 +108,32 @@ def finite_abs_max(arr, what):
         raise ValueError(f"{what} contains {kind} value at index {i}")
 
 
+LOSSES = ("l2", "l1", "quantile")
+
+
+def check_loss(loss, quantile):
+    """The quantile level of ``loss`` (0.5 for L1, whose minimisers are the median's), or
+    None for least squares; raises for an unknown loss or a misplaced or bad ``quantile``."""
+    if loss == "l2" and quantile is None:   # the common case first (per-call overhead)
+        return None
+    if not isinstance(loss, str) or loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if loss != "quantile":
+        if quantile is not None:
+            raise ValueError(f"quantile is the level of loss='quantile'; it was given with "
+                             f"loss={loss!r}")
+        return None if loss == "l2" else 0.5
+    if quantile is None:
+        return 0.5
+    if isinstance(quantile, (bool, np.bool_)) or not isinstance(quantile, (int, float, np.integer,
+                                                                          np.floating)):
+        raise TypeError(f"quantile must be a real number in (0, 1), got {quantile!r}")
+    q = float(quantile)
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"quantile must be in (0, 1), got {quantile!r}")
+    return q
+
+
 def check_bounds(y_min, y_max):
     """Validate the bounds: None or real finite scalars with ``y_min <= y_max``."""
     out = []
