@@ -161,3 +161,49 @@ def threshold_quantile_fit(y, parent, w, q, lo=None, hi=None, largest=False):
             if take[v]:
                 x[v] = ck
     return np.array([float(v) for v in x])
+
+
+def exact_linf_fit(y, parent, w=None, lo=None, hi=None, in_range=True):
+    """The weighted L-infinity fit (orientation root_largest) as treeiso defines it, in exact
+    rationals and by definition, O(n^2): the optimal error is the largest of the pair values
+    ``w_a w_d (y_d - y_a) / (w_a + w_d)`` over nodes ``d`` below ``a`` and the bound values
+    ``w (lo - y)``, ``w (y - hi)``; ``L_v = max(lo, max_{d under v or v} y_d - e / w_d)``,
+    ``U_v = min(hi, min_{a over v or v} y_a + e / w_a)`` and the fit is ``(L + U) / 2``.
+    With ``in_range`` (treeiso's choice) ``lo`` and ``hi`` are first replaced by the data's
+    range clipped to them, which leaves the error as it is; without, L and U are the
+    smallest and largest of all optima. Returns (error, L, U, fit) as Fractions."""
+    n = len(parent)
+    wq = [Fraction(1)] * n if w is None else [Fraction(float(v)) for v in w]
+    yq = [Fraction(float(v)) for v in y]
+    lo_q = None if lo is None else Fraction(float(lo))
+    hi_q = None if hi is None else Fraction(float(hi))
+    if in_range:
+        a, b = min(yq), max(yq)
+        if lo_q is not None:
+            a, b = max(a, lo_q), max(b, lo_q)
+        if hi_q is not None:
+            a, b = min(a, hi_q), min(b, hi_q)
+        lo_q, hi_q = a, b
+    ancestors = []
+    for v in range(n):
+        chain, a = [v], parent[v]
+        while a >= 0:
+            chain.append(a)
+            a = parent[a]
+        ancestors.append(chain)
+    e = Fraction(0)
+    for d in range(n):
+        for a in ancestors[d][1:]:
+            if yq[d] > yq[a]:
+                e = max(e, wq[a] * wq[d] * (yq[d] - yq[a]) / (wq[a] + wq[d]))
+        if lo_q is not None and lo_q > yq[d]:
+            e = max(e, wq[d] * (lo_q - yq[d]))
+        if hi_q is not None and yq[d] > hi_q:
+            e = max(e, wq[d] * (yq[d] - hi_q))
+    low = [max(yq[d] - e / wq[d] for d in range(n) if v in ancestors[d]) for v in range(n)]
+    up = [min(yq[a] + e / wq[a] for a in ancestors[v]) for v in range(n)]
+    if lo_q is not None:
+        low = [max(v, lo_q) for v in low]
+    if hi_q is not None:
+        up = [min(v, hi_q) for v in up]
+    return e, low, up, [(a + b) / 2 for a, b in zip(low, up)]

@@ -1,5 +1,6 @@
-"""L1 and quantile isotonic regression: fit against exact enumeration and the LP reference,
-the certificate, the documented choice among optima, options and bad input."""
+"""L1, quantile and L-infinity isotonic regression: fit against exact enumeration, exact
+rationals and the LP reference, the certificate, the documented choice among optima,
+options and bad input."""
 
 import threading
 from fractions import Fraction
@@ -10,10 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import treeiso
-from naive import brute_force_quantile_optima, pinball, threshold_quantile_fit
+from naive import (brute_force_quantile_optima, exact_linf_fit, pinball,
+                   threshold_quantile_fit)
 from strategies import MODERATE_WEIGHT_KINDS, SHAPES, problems, trees
 
 ORIENTATIONS = ["root_largest", "root_smallest"]
+EPS = float(np.finfo(np.float64).eps)
 LEVELS = [Fraction(1, 2), Fraction(1, 4), Fraction(3, 4), Fraction(1, 10), Fraction(9, 10)]
 
 
@@ -191,19 +194,26 @@ def test_l1_is_quantile_one_half_and_examples():
     assert treeiso.fit(y, star, loss="quantile", quantile=0.9).tolist() == [3, 1, 2, 3]
 
 
-def test_options_rows_axis_dtype_blocks_threads():
-    rng = np.random.default_rng(0)
+def check_rows_axis_threads_untouched(loss, seed):
+    """(parent, y, w, x): the fit of 64 rows equals row by row, along axis 0 and on two
+    threads, and leaves its inputs as they were."""
+    rng = np.random.default_rng(seed)
     parent = np.array([-1] + [int(rng.integers(0, i)) for i in range(1, 200)])
     y = rng.normal(size=(64, 200))
     w = rng.uniform(0.5, 2, size=200)
     y0, w0 = y.copy(), w.copy()
-    x = treeiso.fit(y, parent, w, loss="l1")
+    x = treeiso.fit(y, parent, w, loss=loss)
     np.testing.assert_array_equal(y, y0)
     np.testing.assert_array_equal(w, w0)
-    rows = np.stack([treeiso.fit(y[b], parent, w, loss="l1") for b in range(64)])
+    rows = np.stack([treeiso.fit(y[b], parent, w, loss=loss) for b in range(64)])
     np.testing.assert_array_equal(x, rows)
-    np.testing.assert_array_equal(treeiso.fit(y.T, parent, w[:, None], loss="l1", axis=0), x.T)
-    np.testing.assert_array_equal(treeiso.fit(y, parent, w, loss="l1", threads=2), x)
+    np.testing.assert_array_equal(treeiso.fit(y.T, parent, w[:, None], loss=loss, axis=0), x.T)
+    np.testing.assert_array_equal(treeiso.fit(y, parent, w, loss=loss, threads=2), x)
+    return parent, y, w, x
+
+
+def test_options_rows_axis_dtype_blocks_threads():
+    parent, y, w, x = check_rows_axis_threads_untouched("l1", 0)
     x32 = treeiso.fit(y.astype(np.float32), parent, w, loss="l1")
     assert x32.dtype == np.float32
     np.testing.assert_array_equal(x32, treeiso.fit(y.astype(np.float32).astype(float), parent,
@@ -220,17 +230,18 @@ def test_options_rows_axis_dtype_blocks_threads():
     np.testing.assert_array_equal(treeiso.fit(y, parent, w * 1e200, loss="l1"), x)
 
 
-def test_many_threads_at_once():
+@pytest.mark.parametrize("kw", [dict(loss="quantile", quantile=0.3), dict(loss="linf")])
+def test_many_threads_at_once(kw):
     rng = np.random.default_rng(1)
     parent = np.array([-1] + [int(rng.integers(0, i)) for i in range(1, 300)])
     y = rng.normal(size=(16, 300))
-    want = treeiso.fit(y, parent, loss="quantile", quantile=0.3)
+    want = treeiso.fit(y, parent, **kw)
     got, errors = [None] * 8, []
 
     def work(k):
         try:
             for _ in range(5):
-                got[k] = treeiso.fit(y, parent, loss="quantile", quantile=0.3, threads=1 + k % 3)
+                got[k] = treeiso.fit(y, parent, threads=1 + k % 3, **kw)
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -283,6 +294,8 @@ BAD = [
     (dict(loss="quantile", quantile="0.5"), TypeError, "quantile must be a real number"),
     (dict(loss="quantile", quantile=True), TypeError, "quantile must be a real number"),
     (dict(loss="l1", quantile=0.5), ValueError, "given with loss='l1'"),
+    (dict(loss="linf", quantile=0.5), ValueError, "given with loss='linf'"),
+    (dict(loss="linf", method="irt-binomial"), ValueError, "solves loss='l2' only"),
     (dict(quantile=0.5), ValueError, "given with loss='l2'"),
     (dict(loss="l1", method="pav"), ValueError, "method='pav' solves loss='l2' only"),
     (dict(loss="l1", method="bogus"), ValueError, "method must be one of"),
@@ -312,3 +325,178 @@ def test_torch_tensors_are_refused_clearly():
     torch = pytest.importorskip("torch")
     with pytest.raises(TypeError, match="takes NumPy input"):
         treeiso.fit(torch.zeros(3), [-1, 0, 0], loss="l1")
+
+
+# ----------------------------------------------------------------------------- L-infinity
+
+@given(problems(max_n=30, max_rows=2), st.sampled_from(ORIENTATIONS), st.booleans())
+@settings(max_examples=150)
+def test_linf_against_exact_definition(problem, orientation, bounded):
+    # Weights 1e-12 .. 1e12 and offsets to 1e12: the optimal error, and the midpoint of the
+    # smallest and largest optima, against exact rationals.
+    parent, y, w = problem
+    lo = hi = None
+    if bounded:
+        lo, hi = np.quantile(y, [0.3, 0.8])
+    x = treeiso.fit(y, parent, w, loss="linf", orientation=orientation, y_min=lo, y_max=hi)
+    sign = 1 if orientation == "root_largest" else -1
+    rlo, rhi = (lo, hi) if sign > 0 else (None if hi is None else -hi, None if lo is None else -lo)
+    for r in range(y.shape[0]):
+        wr = None if w is None else w[r]
+        e, low, up, mid = exact_linf_fit(sign * y[r], parent, wr, rlo, rhi)
+        wv = 1.0 if wr is None else wr
+        err = np.max(wv * np.abs(x[r] - y[r]))
+        ulps = 16 * EPS * np.max(wv * (np.abs(x[r]) + np.abs(y[r])))   # x's rounding
+        assert abs(err - float(e)) <= 1e-12 * float(e) + ulps
+        size = np.array([max(abs(float(a)), abs(float(b))) for a, b in zip(low, up)])
+        np.testing.assert_array_less(np.abs(sign * x[r] - np.array([float(v) for v in mid])),
+                                     16 * EPS * (size + np.abs(y[r]).max()) + 1e-300)
+    cert = treeiso.certify(y, parent, x, w, loss="linf", orientation=orientation,
+                           y_min=lo, y_max=hi)
+    assert cert.optimal, cert
+
+
+def exact_distance_to_optima(y, parent, w, x, lo, hi, orientation):
+    """max over nodes of how far x is outside [L_v, U_v], exactly: for an x in order, the
+    sup-norm distance to the set of optimal fits (clipping x to [L, U] keeps it in order)."""
+    sign = 1 if orientation == "root_largest" else -1
+    if sign < 0:
+        lo, hi = (None if hi is None else -hi), (None if lo is None else -lo)
+    _, low, up, _ = exact_linf_fit(sign * y, parent, w, lo, hi, in_range=False)
+    z = [Fraction(float(v)) for v in sign * x]
+    return float(max(max(a - v, v - b, Fraction(0)) for a, v, b in zip(low, z, up)))
+
+
+@given(problems(min_n=2, max_n=25, max_rows=1), st.sampled_from(ORIENTATIONS), st.booleans(),
+       st.integers(0, 2**32 - 1))
+@settings(max_examples=150)
+def test_linf_certificate_decides_by_distance_to_the_optima(problem, orientation, bounded,
+                                                            seed):
+    # L-infinity optima are many (every ordered x within the bands at the optimal error):
+    # moved fits are judged by their exact distance to that set. Within half the tolerance
+    # they must be accepted, beyond four times it (or out of order beyond it) rejected.
+    parent, y, w = problem
+    y, w = y[0], None if w is None else w[0]
+    lo = hi = None
+    if bounded:
+        lo, hi = np.quantile(y, [0.3, 0.8])
+    kw = dict(loss="linf", orientation=orientation, y_min=lo, y_max=hi)
+    x = treeiso.fit(y, parent, w, **kw)
+    spread = y.max() - y.min()
+    if not spread > 1e-4 * np.abs(y).max():
+        return  # moves of a useful size would be below the data's ulps
+    tol = 1e-9 * spread + 32 * EPS * max(np.abs(y).max(), np.abs(x).max())
+    rng = np.random.default_rng(seed)
+    sign = 1 if orientation == "root_largest" else -1
+    for trial in range(6):
+        moved = x.copy()
+        step = rng.choice([-1, 1]) * 10 ** rng.uniform(-9, -4) * spread
+        if trial % 2:
+            moved += step
+        else:
+            moved[int(rng.integers(len(y)))] += step
+        z = sign * moved
+        child = np.flatnonzero(parent >= 0)
+        disorder = max(0.0, float((z[child] - z[parent[child]]).max())) if child.size else 0.0
+        far = disorder if disorder > 0 else exact_distance_to_optima(
+            y, parent, w, moved, lo, hi, orientation)
+        ok = treeiso.certify(y, parent, moved, w, **kw).optimal
+        if far < 0.5 * tol:
+            assert ok, (far / tol, trial)
+        elif far > 4 * tol:
+            assert not ok, (far / tol, trial)
+
+
+@given(problems(max_n=40, max_rows=2, weight_kinds=MODERATE_WEIGHT_KINDS),
+       st.sampled_from(ORIENTATIONS), st.booleans())
+@settings(max_examples=80)
+def test_linf_against_linear_program(problem, orientation, bounded):
+    parent, y, w = problem
+    lo = hi = None
+    if bounded:
+        lo, hi = np.quantile(y, [0.2, 0.9])
+    kw = dict(loss="linf", orientation=orientation, y_min=lo, y_max=hi)
+    x = treeiso.fit(y, parent, w, **kw)
+    ref = treeiso.fit(y, parent, w, backend="scipy", **kw)
+    wv = 1.0 if w is None else w
+    ends = [y] + [np.full((len(y), 1), v) for v in (lo, hi) if v is not None]
+    ends = np.concatenate(ends, axis=1)              # the LP is scaled to these
+    spread = (ends.max(-1) - ends.min(-1))[:, None]
+    spread = np.where(spread > 0, spread, 1.0)       # the programs' unit when it is 0
+    err, err_ref = (np.max(wv * np.abs(v - y), axis=-1) for v in (x, ref))
+    ulps = 16 * EPS * np.max(wv * (np.abs(x) + np.abs(y)))    # x's own rounding, weighted
+    np.testing.assert_allclose(err, err_ref, rtol=1e-7,
+                               atol=1e-9 * float(np.max(wv * spread)) + ulps)
+    # the programs' tolerance is on the weighted error: at a light node it allows more
+    scale = np.max(wv * np.ones_like(y), axis=-1, keepdims=True)
+    ulps = 8 * EPS * np.abs(y).max(-1, keepdims=True)
+    assert (wv * np.abs(x - ref) <= scale * (1e-6 * spread + ulps)).all()
+
+
+def test_linf_examples_by_hand():
+    # root 0 above 2: the error is 1 and both meet at 1; a child three times as heavy
+    # takes the error 3 * 1 * 2 / 4 = 1.5 and the meeting point 1.5
+    np.testing.assert_array_equal(treeiso.fit([0.0, 2.0], [-1, 0], loss="linf"), [1, 1])
+    np.testing.assert_array_equal(treeiso.fit([0.0, 2.0], [-1, 0], [1.0, 3.0], loss="linf"),
+                                  [1.5, 1.5])
+    # chain 0 -> 4 -> 1: error 2 from the first pair; the leaf may be anywhere in
+    # [1 - 2, 2], within the data's range [0, 2], and takes the midpoint 1
+    np.testing.assert_array_equal(treeiso.fit([0.0, 4.0, 1.0], [-1, 0, 1], loss="linf"),
+                                  [2, 2, 1])
+    # error 1 from the chain below a light root, which could be anywhere in
+    # [1, 2 + 1e12]: the data's range [0, 2] keeps it in [1, 2]
+    np.testing.assert_array_equal(
+        treeiso.fit([2.0, 0.0, 2.0], [-1, 0, 1], [1e-12, 1.0, 1.0], loss="linf"),
+        [1.5, 1.0, 1.0])
+    # data in order: the fit is the data
+    y = np.array([5.0, 1.0, 0.0, 3.0])
+    np.testing.assert_array_equal(treeiso.fit(y, [-1, 0, 0, 0], loss="linf"), y)
+    # a bound above a datum sets the error: 0.5 * (4 - 2) = 1 at node 1, which sits on
+    # the bound; the root may be in [4, 6], within the range [4, 5]
+    np.testing.assert_array_equal(
+        treeiso.fit([5.0, 2.0], [-1, 0], [1.0, 0.5], loss="linf", y_min=4.0), [4.5, 4.0])
+
+
+def test_linf_options_rows_axis_dtype_blocks_threads_numbering():
+    parent, y, w, x = check_rows_axis_threads_untouched("linf", 3)
+    rng = np.random.default_rng(3)
+    np.testing.assert_array_equal(treeiso.fit(y, parent, w * 2.0**40, loss="linf"), x)
+    # root_smallest is the negated problem
+    np.testing.assert_array_equal(
+        treeiso.fit(-y, parent, w, loss="linf", orientation="root_smallest"), -x)
+    x32 = treeiso.fit(y.astype(np.float32), parent, w, loss="linf")
+    assert x32.dtype == np.float32
+    assert treeiso.certify(y.astype(np.float32), parent, x32, w, loss="linf").optimal
+    res = treeiso.fit(y, parent, w, loss="linf", return_blocks=True)
+    np.testing.assert_array_equal(res.x, x)
+    for b in range(3):
+        for v in range(200):
+            t = res.blocks[b, v]
+            assert res.x[b, t] == res.x[b, v]
+            assert parent[t] < 0 or res.x[b, parent[t]] != res.x[b, t]
+    perm = rng.permutation(200)
+    inv = np.argsort(perm)
+    parent2 = np.where(parent[inv] >= 0, perm[parent[inv]], -1)   # node perm[i] is old i
+    np.testing.assert_array_equal(treeiso.fit(y[:, inv], parent2, w[inv], loss="linf"),
+                                  x[:, inv])
+
+
+def test_linf_deep_chain_and_extreme_scales():
+    n = 300_000
+    y = np.random.default_rng(4).normal(size=n)
+    parent = np.arange(-1, n - 1)
+    x = treeiso.fit(y, parent, loss="linf")
+    assert treeiso.certify(y, parent, x, loss="linf").optimal
+    # the node at the largest error moved further away: the error grows, not optimal
+    worse = x.copy()
+    v = int(np.argmax(np.abs(x - y)))
+    worse[v] += 1e-6 * np.sign(x[v] - y[v])
+    worse = np.maximum.accumulate(worse[::-1])[::-1]   # back in order (root largest)
+    assert not treeiso.certify(y, parent, worse, loss="linf").optimal
+    for scale in (1e-300, 1e300):
+        ys = y[:1000] * scale
+        xs = treeiso.fit(ys, parent[:1000], loss="linf", y_min=-2 * scale)
+        np.testing.assert_allclose(
+            xs, treeiso.fit(y[:1000], parent[:1000], loss="linf", y_min=-2.0) * scale,
+            rtol=1e-12, atol=0)
+        assert treeiso.certify(ys, parent[:1000], xs, loss="linf", y_min=-2 * scale).optimal

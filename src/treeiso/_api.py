@@ -1,5 +1,7 @@
 """The public entry point :func:`fit`: validate once, resolve the kernel, run a backend."""
 
+import math
+
 import numpy as np
 
 from ._dispatch import BACKENDS, resolve, resolve_robust, tree_arrays
@@ -27,7 +29,8 @@ __all__ = ["fit", "FitResult"]
 def fit(values, tree, weights=None, *, orientation="root_largest", method="auto",
         backend="auto", return_blocks=False, y_min=None, y_max=None, axis=-1,
         threads=None, check_finite=True, loss="l2", quantile=None):
-    r"""Weighted isotonic regression on a rooted tree or forest: least squares, L1 or quantile.
+    r"""Weighted isotonic regression on a rooted tree or forest: least squares, L1, quantile or
+    L-infinity.
 
     Solves, for every row ``y`` of ``values`` (axis ``axis`` indexes nodes),
 
@@ -45,7 +48,10 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     :math:`\sum_i w_i \rho_q(y_i - x_i)`, :math:`\rho_q(u) = u\,(q - [u < 0])`;
     their optima need not be unique, and ``fit`` returns the pointwise smallest
     one (every other optimum is at least as large at every node), whose values
-    are data values (or a bound).
+    are data values (or a bound). ``loss="linf"`` minimizes the largest
+    weighted error :math:`\max_i w_i |x_i - y_i|`; its optima within the
+    data's range form a box-like set between a pointwise smallest and a
+    pointwise largest one, and ``fit`` returns their midpoint.
 
     Parameters
     ----------
@@ -94,10 +100,12 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         (SciPy's convention). ``False`` skips these scans (and, for CUDA
         tensors, the host synchronisation they cost); invalid data then gives
         undefined results instead of an error.
-    loss : {"l2", "l1", "quantile"}, default="l2"
-        The objective. ``"l1"`` and ``"quantile"`` take NumPy input and
-        ``method="auto"`` (the slope trick on mergeable heaps, O(n log n) per
-        row on every tree); ``backend="scipy"`` solves them as linear programs.
+    loss : {"l2", "l1", "quantile", "linf"}, default="l2"
+        The objective. ``"l1"``, ``"quantile"`` and ``"linf"`` take NumPy
+        input and ``method="auto"``: the slope trick on mergeable heaps for
+        the first two (O(n log n) per row on every tree), an iteration over
+        violating pairs for ``"linf"`` (O(n) per pass, a few passes);
+        ``backend="scipy"`` solves them as linear programs.
     quantile : float in (0, 1), optional
         The level ``q`` of ``loss="quantile"`` (default 0.5, the median: the
         same fit as ``"l1"``). Given with another loss it is an error.
@@ -152,6 +160,17 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     count as equal, so ``quantile=0.1`` acts as exactly 1/10. The blocks are
     the connected nodes of one fitted value.
 
+    For ``loss="linf"`` (see :ref:`theory-linf`): the optimal error ``e`` is
+    the largest ``w_a w_d (y_d - y_a) / (w_a + w_d)`` over nodes ``d`` below
+    ``a`` (and ``w (y_min - y)``, ``w (y - y_max)`` with bounds); the result is
+    the midpoint of the smallest optimum ``L`` (``L_v`` the largest
+    ``y_d - e / w_d`` over ``v``'s subtree) and the largest ``U`` (``U_v`` the
+    smallest ``y_a + e / w_a`` over ``v`` and its ancestors), both clipped to
+    the row's data range and the bounds (an optimum clipped to the data range
+    is still one; without it a light root would sit far above the data). The midpoint does not depend on node numbering, and negating
+    the data and the orientation negates it. Its error is ``e`` up to the
+    rounding of ``x`` (a few ulps of ``w |x|``).
+
     Examples
     --------
     >>> import treeiso
@@ -165,9 +184,12 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     array([4., 1., 4.])
     >>> treeiso.fit([0.0, 1.0, 10.0, 9.0], [-1, 0, 0, 0], loss="l1")   # a median fit
     array([9., 1., 9., 9.])
+    >>> treeiso.fit([0.0, 4.0, 1.0], [-1, 0, 1], loss="linf")   # error 2; the leaf has room
+    array([2., 2., 1.])
     """
     check_orientation(orientation)
     level = check_loss(loss, quantile)
+    robust = loss != "l2"
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "scipy" and method != "auto":
@@ -180,8 +202,8 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
 
         tree = _build_tree(tree)  # outside torch.compile's tracing
     tree = as_tree(tree)
-    kernel = resolve(method, tree) if level is None else resolve_robust(method, loss)
-    if level is not None and (is_tensor or backend == "torch"):
+    kernel = resolve_robust(method, loss) if robust else resolve(method, tree)
+    if robust and (is_tensor or backend == "torch"):
         raise TypeError(f"loss={loss!r} takes NumPy input; torch tensors take loss='l2'")
     if is_tensor or backend == "torch":
         if not is_tensor:
@@ -221,12 +243,14 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     else:
         largest = 0.0
     if backend == "scipy":
-        from ._scipy_ref import fit_rows, quantile_fit_rows
+        from ._scipy_ref import fit_rows, linf_fit_rows, quantile_fit_rows
 
         lo, hi = bounds
         if sign < 0:  # y_min <= x <= y_max  <=>  -y_max <= -x <= -y_min
             lo, hi = (None if hi is None else -hi), (None if lo is None else -lo)
-        if level is None:
+        if loss == "linf":
+            x2, blocks = linf_fit_rows(y2, w, tree, lo, hi)
+        elif level is None:
             x2, blocks = fit_rows(y2, w, tree, lo, hi)  # solves the bounded problem itself
         else:
             x2, blocks = quantile_fit_rows(y2, w, tree, lo, hi, level, largest > 0)
@@ -235,11 +259,22 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         blocks = np.empty((n_rows if return_blocks else 0, n), dtype=np.int64)
         ey = 0
         if n_rows and n:
+            lo, hi = bounds
+            if kernel == "linf" and bounds != (None, None):
+                # the bounds enter the kernel (they change the optimal error): scaled with y
+                amax = max(float(np.abs(y2).max()) if amax is None else amax,
+                           *(abs(v) for v in bounds if v is not None))
             y2, w, ey = scale_rows(y2, w, amax)  # powers of two: overflow-free kernels
             nt = n_threads(threads, n_rows, n)
             args = tree_arrays(kernel, tree)
             if kernel == "quantile":
                 args = (np.array([level, largest]),) + args
+            elif kernel == "linf":
+                if sign < 0:
+                    lo, hi = (None if hi is None else -hi), (None if lo is None else -lo)
+                args = (np.array([0.0 if lo is None else math.ldexp(lo, -ey),
+                                  0.0 if hi is None else math.ldexp(hi, -ey),
+                                  float(lo is not None), float(hi is not None)]),) + args
             run_kernel(kernel, y2, w, args, x2, blocks, nt)
         if ey:
             np.ldexp(x2, ey, out=x2)

@@ -85,7 +85,9 @@ class Certificate:
         ``(eps * sum(w |y|))**2 / min(w)``: loose when weights span many
         orders of magnitude, not a sign of a wrong answer. For an infeasible
         ``x`` it bounds nothing (see ``feasibility``). NaN for the L1 and
-        quantile losses, whose check has no such bound.
+        quantile losses, whose check has no such bound. For ``loss="linf"``:
+        ``x``'s weighted error minus the proven lower bound on the optimum
+        (0 when ``x`` is an optimum, up to rounding).
     optimal_rows : ndarray of bool
         Shape ``values.shape[:-1]``: the verdict for each row.
 
@@ -146,7 +148,7 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
         block's residual to ``tol_x * W(block)``. Shifting the data leaves the
         tolerances unchanged up to that floor; scaling values or weights scales
         them alike.
-    loss : {"l2", "l1", "quantile"}, default="l2"
+    loss : {"l2", "l1", "quantile", "linf"}, default="l2"
         The objective ``solution`` claims to minimize, as in :func:`fit`. For
         ``"l1"`` and ``"quantile"`` the check is that of a dual flow: edge
         multipliers ``lam >= 0``, zero below every strict edge, whose net at
@@ -155,7 +157,14 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
         bound it sits on). Values count as equal within ``tol_x``; sums of
         ``k`` slopes are compared to ``4 k`` float64 ulps of the weight they
         sum. ``gap`` is NaN for these losses (any optimum is accepted, not
-        only the one :func:`fit` returns).
+        only the one :func:`fit` returns). For ``"linf"``: a lower bound ``LB``
+        on the optimal error is proven from pairs of nodes (a node ``a`` and
+        a node ``d`` below it give ``(y_d - y_a) / (1/w_a + 1/w_d)``) and the
+        bounds, and ``x`` is accepted when it is feasible and every node is
+        within its band, ``|x_v - y_v| <= LB / w_v + tol_x``
+        (``stationarity`` is the worst band excess over ``tol_x``): then an
+        exact optimum lies within a few ``tol_x`` of ``x`` at every node. Any
+        optimum is accepted, not only the midpoint.
     quantile : float in (0, 1), optional
         The level of ``loss="quantile"`` (default 0.5).
 
@@ -230,7 +239,15 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
     if ew:
         w = np.ldexp(w, -ew)
     out = np.zeros((y2.shape[0], 5))
-    if tree.n and y2.shape[0] and level is not None:
+    if tree.n and y2.shape[0] and loss == "linf":
+        from ._certify_linf import linf_kkt_rows
+
+        linf_kkt_rows(y2, w, x2, tree.parent, tree.order, rtol, eps, lo_s, hi_s,
+                      lo is not None, hi is not None, out)
+        if ey or ew:
+            with np.errstate(over="ignore"):
+                out[:, 4] = np.ldexp(out[:, 4], ey + ew)
+    elif tree.n and y2.shape[0] and level is not None:
         from ._certify_quantile import quantile_kkt_rows
 
         # rho_q(y - x) = rho_{1-q}((-y) - (-x)) (up to u = 0, where both vanish)
@@ -242,7 +259,7 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
 
         kkt_rows(y2, w, x2, tree.parent, tree.order, rtol, eps, lo_s, hi_s,
                  lo is not None, hi is not None, out)
-    if level is None and (ey or ew):
+    if loss == "l2" and (ey or ew):
         with np.errstate(over="ignore"):
             out[:, 4] = np.ldexp(out[:, 4], 2 * ey + ew)
     ok = (out[:, :4] <= 1.0).all(axis=1)

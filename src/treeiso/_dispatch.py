@@ -44,6 +44,7 @@ KERNELS = {
     "irt-leftist": ("_irt_leftist", "irt_leftist_rows"),
     "irt-binomial": ("_irt_binomial", "irt_binomial_rows"),
     "quantile": ("_quantile", "quantile_rows"),
+    "linf": ("_linf", "linf_rows"),
 }
 #: method -> the tree kinds it solves (the IRT methods solve every tree)
 _SHAPES = {"pav": ("chain",), "star": ("star",), "broom": ("star", "broom", "chain")}
@@ -80,19 +81,19 @@ def resolve(method, tree):
     return method
 
 
-#: the losses of :func:`treeiso.fit` beside least squares, and the methods that solve them
-ROBUST_LOSSES = ("l1", "quantile")
+#: the losses of :func:`treeiso.fit` beside least squares, and the kernels that solve them
+ROBUST_LOSSES = {"l1": "quantile", "quantile": "quantile", "linf": "linf"}
 
 
 def resolve_robust(method, loss):
-    """The kernel of ``loss`` in :data:`ROBUST_LOSSES`: the quantile slope trick, which solves
-    every tree (``method="auto"`` only)."""
+    """The kernel of ``loss`` in :data:`ROBUST_LOSSES` (each solves every tree; ``method="auto"``
+    only): the quantile slope trick, or the L-infinity pair iteration."""
     if method != "auto":
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         raise ValueError(f"method={method!r} solves loss='l2' only; loss={loss!r} takes "
                          "method='auto'")
-    return "quantile"
+    return ROBUST_LOSSES[loss]
 
 
 _loaded = {}

@@ -236,6 +236,19 @@ def quantile_lp(y, w, tree, lo, hi, level):
     return res.x[:n], float(res.fun), (c, a_ub, a_eq, bounds)
 
 
+def _centred(yb, lo, hi):
+    """(centre, scale, the row centred and scaled) for the linear programs: the problems are
+    shift and scale equivariant, and HiGHS's tolerances are absolute. The scale covers the
+    data and the bounds (1 when they are all equal)."""
+    mid = float(np.median(yb))
+    spread = float(yb.max() - yb.min())
+    for v in (lo, hi):
+        if v is not None:
+            spread = max(spread, abs(v - mid))
+    spread = spread if spread > 0 else 1.0
+    return mid, spread, (yb - mid) / spread
+
+
 def quantile_fit_rows(y, w, tree, lo, hi, level, largest=False):
     """The reference quantile fit of every row (orientation root_largest): the linear
     program's optimum, then a second program that finds the pointwise smallest (or, with
@@ -255,15 +268,7 @@ def quantile_fit_rows(y, w, tree, lo, hi, level, largest=False):
     blocks = np.empty((n_rows, n), dtype=np.int64)
     for b in range(n_rows):
         wb = np.ones(n) if w.shape[0] == 0 else w[min(b, w.shape[0] - 1)]
-        # Solved centred and scaled (the problem is shift and scale equivariant; HiGHS's
-        # tolerances are absolute), weights scaled to a unit mean.
-        mid = float(np.median(y[b]))
-        spread = float(y[b].max() - y[b].min())
-        for v in (lo, hi):
-            if v is not None:
-                spread = max(spread, abs(v - mid))
-        spread = spread if spread > 0 else 1.0
-        yb = (y[b] - mid) / spread
+        mid, spread, yb = _centred(y[b], lo, hi)
         wb = wb / wb.mean()
         lo_n = None if lo is None else (lo - mid) / spread
         hi_n = None if hi is None else (hi - mid) / spread
@@ -299,5 +304,75 @@ def quantile_fit_rows(y, w, tree, lo, hi, level, largest=False):
             p = tree.parent[v]
             if p >= 0 and xb[p] == xb[v]:
                 top[v] = top[p]
+        blocks[b] = top
+    return x, blocks
+
+
+# HiGHS's feasibility tolerances (1e-7 by default), tightened for the L-infinity programs
+_TIGHT = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
+
+
+def linf_fit_rows(y, w, tree, lo, hi):
+    """The reference L-infinity fit of every row (orientation root_largest), by linear
+    programs (HiGHS, sparse): the optimal error ``t*`` of ``min t`` subject to
+    ``|x - y| <= t / w``, the order and the bounds; then the smallest and the largest
+    ``sum x`` with ``t <= t* (1 + 1e-9)``, whose midpoint is returned (the midpoint of the
+    pointwise smallest and largest optima within the data's range clipped to the bounds,
+    as :func:`treeiso.fit` defines it, to the programs' tolerance). Solved centred and scaled to a unit spread and unit mean weight.
+    A child within 1e-9 of the spread above its parent is set to the parent's value (the
+    programs' tolerance), so the values are in order and the blocks are connected nodes of
+    one value."""
+    from scipy.optimize import linprog
+    from scipy.sparse import csr_matrix, diags, hstack, vstack
+
+    check_weight_spread(w)
+    n_rows, n = y.shape
+    if n > _MAX_N:
+        raise ValueError(f"backend='scipy' takes at most {_MAX_N} nodes, got {n}")
+    child = np.flatnonzero(tree.parent >= 0)
+    m = child.size
+    rows = np.repeat(np.arange(m), 2)
+    cols = np.column_stack([child, tree.parent[child]]).ravel()
+    order = csr_matrix((np.tile([1.0, -1.0], m), (rows, cols)), shape=(m, n))
+    x = np.empty((n_rows, n))
+    blocks = np.empty((n_rows, n), dtype=np.int64)
+    for b in range(n_rows):
+        wb = np.ones(n) if w.shape[0] == 0 else w[min(b, w.shape[0] - 1)]
+        wb = wb / wb.mean()
+        mid, spread, yb = _centred(y[b], lo, hi)
+        # the data's range clipped to the bounds: the fit's range (as in treeiso.fit)
+        lo_n, hi_n = float(yb.min()), float(yb.max())
+        if lo is not None:
+            lo_n, hi_n = max(lo_n, (lo - mid) / spread), max(hi_n, (lo - mid) / spread)
+        if hi is not None:
+            lo_n, hi_n = min(lo_n, (hi - mid) / spread), min(hi_n, (hi - mid) / spread)
+        eye = diags(np.ones(n))
+        col = csr_matrix(-1.0 / wb[:, None])          # x - y <= t / w: a tolerance in x
+        a_ub = vstack([hstack([eye, col]), hstack([-eye, col]),
+                       hstack([order, csr_matrix((m, 1))])]).tocsr()
+        b_ub = np.concatenate([yb, -yb, np.zeros(m)])
+        bounds = [(lo_n, hi_n)] * n + [(0, None)]
+        c = np.zeros(n + 1)
+        c[n] = 1.0
+        res = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs", options=_TIGHT)
+        if res.status != 0:
+            raise RuntimeError(f"the reference linear program failed: {res.message}")
+        t_max = res.x[n] * (1 + 1e-9) + 1e-12
+        ends = []
+        for sgn in (1.0, -1.0):
+            c2 = np.concatenate([sgn * np.ones(n), [0.0]])
+            r2 = linprog(c2, A_ub=a_ub, b_ub=b_ub, bounds=bounds[:n] + [(0, t_max)],
+                         method="highs", options=_TIGHT)
+            if r2.status != 0:
+                raise RuntimeError(f"the reference linear program failed: {r2.message}")
+            ends.append(r2.x[:n])
+        xb = np.clip(0.5 * ends[0] + 0.5 * ends[1], lo_n, hi_n)
+        top = np.arange(n, dtype=np.int64)
+        for v in tree.order:             # parents first: exact order, blocks to 1e-9
+            p = tree.parent[v]
+            if p >= 0 and xb[v] >= xb[p] - 1e-9:
+                xb[v] = xb[p]
+                top[v] = top[p]
+        x[b] = mid + spread * xb
         blocks[b] = top
     return x, blocks

@@ -108,12 +108,13 @@ def finite_abs_max(arr, what):
         raise ValueError(f"{what} contains {kind} value at index {i}")
 
 
-LOSSES = ("l2", "l1", "quantile")
+LOSSES = ("l2", "l1", "quantile", "linf")
 
 
 def check_loss(loss, quantile):
     """The quantile level of ``loss`` (0.5 for L1, whose minimisers are the median's), or
-    None for least squares; raises for an unknown loss or a misplaced or bad ``quantile``."""
+    None for least squares and L-infinity; raises for an unknown loss or a misplaced or bad
+    ``quantile``."""
     if loss == "l2" and quantile is None:   # the common case first (per-call overhead)
         return None
     if not isinstance(loss, str) or loss not in LOSSES:
@@ -122,7 +123,7 @@ def check_loss(loss, quantile):
         if quantile is not None:
             raise ValueError(f"quantile is the level of loss='quantile'; it was given with "
                              f"loss={loss!r}")
-        return None if loss == "l2" else 0.5
+        return 0.5 if loss == "l1" else None
     if quantile is None:
         return 0.5
     if isinstance(quantile, (bool, np.bool_)) or not isinstance(quantile, (int, float, np.integer,
