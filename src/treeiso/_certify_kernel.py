@@ -19,6 +19,17 @@ def _ratio(viol, tol):
     return np.inf
 
 
+@njit(cache=True, inline="always")
+def _bound_ratio(xv, lo, hi, has_lo, has_hi, tol):
+    """How far ``xv`` is outside ``[lo, hi]`` (the bounds that are set), over ``tol``."""
+    out = 0.0
+    if has_lo:
+        out = _ratio(lo - xv, tol)
+    if has_hi:
+        out = max(out, _ratio(xv - hi, tol))
+    return out
+
+
 # Kinds of block, by the bound its value sits on (within tol_x).
 _FREE, _AT_HI, _AT_LO, _AT_BOTH = 0, 1, 2, 3
 
@@ -84,10 +95,7 @@ def kkt_rows(y, w, x, parent, order, rtol, eps, lo, hi, has_lo, has_hi, out):
             v = order[i]
             p = parent[v]
             xv = x[b, v]
-            if has_lo:
-                feas = max(feas, _ratio(lo - xv, tol_x))
-            if has_hi:
-                feas = max(feas, _ratio(xv - hi, tol_x))
+            feas = max(feas, _bound_ratio(xv, lo, hi, has_lo, has_hi, tol_x))
             if p >= 0:
                 feas = max(feas, _ratio(xv - x[b, p], tol_x))
                 if x[b, p] - xv <= tol_x:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ._certify_kernel import FLOOR_ULPS, _ratio
+from ._certify_kernel import FLOOR_ULPS, _bound_ratio, _ratio
 from ._jit import njit
 
 # Passes of the lower-bound search beyond the first (each raises the bound strictly; one or
@@ -54,10 +54,7 @@ def linf_kkt_rows(y, w, x, parent, order, rtol, eps, lo, hi, has_lo, has_hi, out
         for v in range(n):
             p = parent[v]
             xv = x[b, v]
-            if has_lo:
-                feas = max(feas, _ratio(lo - xv, tol_x))
-            if has_hi:
-                feas = max(feas, _ratio(xv - hi, tol_x))
+            feas = max(feas, _bound_ratio(xv, lo, hi, has_lo, has_hi, tol_x))
             if p >= 0:
                 feas = max(feas, _ratio(xv - x[b, p], tol_x))
         level = err

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ._certify_kernel import FLOOR_ULPS, _ratio
+from ._certify_kernel import FLOOR_ULPS, _bound_ratio, _ratio
 from ._jit import njit
 
 # Sums of k weighted slopes are compared with 0 to this many ulps of float64 per term, of the
@@ -56,10 +56,7 @@ def quantile_kkt_rows(y, w, x, parent, order, level, rtol, eps, lo, hi, has_lo, 
             v = order[i]
             p = parent[v]
             xv = x[b, v]
-            if has_lo:
-                feas = max(feas, _ratio(lo - xv, tol_x))
-            if has_hi:
-                feas = max(feas, _ratio(xv - hi, tol_x))
+            feas = max(feas, _bound_ratio(xv, lo, hi, has_lo, has_hi, tol_x))
             top[v] = v
             if p >= 0:
                 feas = max(feas, _ratio(xv - x[b, p], tol_x))
