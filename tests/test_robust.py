@@ -321,12 +321,6 @@ def test_bad_input_shared_with_least_squares():
         treeiso.fit([1.0, 2.0], [1, 0], loss="l1")
 
 
-def test_torch_tensors_are_refused_clearly():
-    torch = pytest.importorskip("torch")
-    with pytest.raises(TypeError, match="takes NumPy input"):
-        treeiso.fit(torch.zeros(3), [-1, 0, 0], loss="l1")
-
-
 # ----------------------------------------------------------------------------- L-infinity
 
 @given(problems(max_n=30, max_rows=2), st.sampled_from(ORIENTATIONS), st.booleans())

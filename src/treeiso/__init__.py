@@ -21,6 +21,7 @@ _EXPORTS = {
     "certify": "_certify",
     "Certificate": "_certify",
     "fit_topk": "_topk",
+    "objective": "_objective",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -1,7 +1,5 @@
 """The public entry point :func:`fit`: validate once, resolve the kernel, run a backend."""
 
-import math
-
 import numpy as np
 
 from ._dispatch import BACKENDS, resolve, resolve_robust, tree_arrays
@@ -101,11 +99,13 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         tensors, the host synchronisation they cost); invalid data then gives
         undefined results instead of an error.
     loss : {"l2", "l1", "quantile", "linf"}, default="l2"
-        The objective. ``"l1"``, ``"quantile"`` and ``"linf"`` take NumPy
-        input and ``method="auto"``: the slope trick on mergeable heaps for
-        the first two (O(n log n) per row on every tree), an iteration over
-        violating pairs for ``"linf"`` (O(n) per pass, a few passes);
-        ``backend="scipy"`` solves them as linear programs.
+        The objective. ``"l1"``, ``"quantile"`` and ``"linf"`` take
+        ``method="auto"``: the slope trick on mergeable heaps for the first
+        two (O(n log n) per row on every tree), an iteration over violating
+        pairs for ``"linf"`` (O(n) per pass, a few passes);
+        ``backend="scipy"`` solves them as linear programs. Tensors run them
+        on host copies (see Notes). :func:`objective` evaluates the loss of
+        any fit (the optimal value, for the returned one).
     quantile : float in (0, 1), optional
         The level ``q`` of ``loss="quantile"`` (default 0.5, the median: the
         same fit as ``"l1"``). Given with another loss it is an error.
@@ -135,6 +135,7 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     See Also
     --------
     certify : check that an answer is optimal.
+    objective : the loss of a fit, row by row.
     fit_topk : a different label-order tree for every row.
 
     Notes
@@ -150,7 +151,13 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     stars and brooms run natively on the tensor's device; other trees run
     the CPU kernel, so CUDA tensors are then copied to the host and back.
     float16 and bfloat16 tensors are computed in float32 and returned in
-    their own dtype (gradients too).
+    their own dtype (gradients too). With ``loss="l1"``, ``"quantile"`` or
+    ``"linf"`` every tree runs the CPU kernel on a host copy (the same
+    answer as for NumPy input, bit for bit, in the tensor's dtype and on its
+    device); the gradient selects, for each block, the data node whose value
+    it takes (shared equally at ties; zero for the weights), and for
+    ``"linf"`` it differentiates the pair formula below
+    (:ref:`theory-robust-gradients`).
 
     For ``loss="l1"`` / ``"quantile"`` (see :ref:`theory-quantile`): the
     returned optimum is the pointwise smallest in either orientation, so it
@@ -203,8 +210,13 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         tree = _build_tree(tree)  # outside torch.compile's tracing
     tree = as_tree(tree)
     kernel = resolve_robust(method, loss) if robust else resolve(method, tree)
-    if robust and (is_tensor or backend == "torch"):
-        raise TypeError(f"loss={loss!r} takes NumPy input; torch tensors take loss='l2'")
+    if robust and is_tensor and backend in ("auto", "torch"):
+        from ._torch_robust import fit_robust_torch
+
+        return fit_robust_torch(values, tree, weights, loss=loss, quantile=quantile,
+                                orientation=orientation, y_min=y_min, y_max=y_max,
+                                return_blocks=return_blocks, axis=axis, threads=threads,
+                                check_finite=check_finite)
     if is_tensor or backend == "torch":
         if not is_tensor:
             raise TypeError("backend='torch' needs values given as a torch.Tensor")
@@ -259,22 +271,17 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         blocks = np.empty((n_rows if return_blocks else 0, n), dtype=np.int64)
         ey = 0
         if n_rows and n:
-            lo, hi = bounds
-            if kernel == "linf" and bounds != (None, None):
-                # the bounds enter the kernel (they change the optimal error): scaled with y
-                amax = max(float(np.abs(y2).max()) if amax is None else amax,
-                           *(abs(v) for v in bounds if v is not None))
-            y2, w, ey = scale_rows(y2, w, amax)  # powers of two: overflow-free kernels
-            nt = n_threads(threads, n_rows, n)
             args = tree_arrays(kernel, tree)
+            if kernel == "linf":
+                from ._linf import linf_inputs
+
+                y2, w, ey, bnd = linf_inputs(y2, w, amax, bounds, sign)
+                args = (bnd,) + args
+            else:
+                y2, w, ey = scale_rows(y2, w, amax)  # powers of two: overflow-free kernels
             if kernel == "quantile":
                 args = (np.array([level, largest]),) + args
-            elif kernel == "linf":
-                if sign < 0:
-                    lo, hi = (None if hi is None else -hi), (None if lo is None else -lo)
-                args = (np.array([0.0 if lo is None else math.ldexp(lo, -ey),
-                                  0.0 if hi is None else math.ldexp(hi, -ey),
-                                  float(lo is not None), float(hi is not None)]),) + args
+            nt = n_threads(threads, n_rows, n)
             run_kernel(kernel, y2, w, args, x2, blocks, nt)
         if ey:
             np.ldexp(x2, ey, out=x2)

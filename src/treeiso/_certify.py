@@ -239,10 +239,19 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
     if ew:
         w = np.ldexp(w, -ew)
     out = np.zeros((y2.shape[0], 5))
+    parent, order = tree.parent, tree.order
+    if tree.n > 1 and y2.shape[0] and not tree._chain_in_order:
+        # The checks visit nodes in breadth-first order: hand them the rows in that order,
+        # with parents as positions, so that they read memory in sequence (on a tree with
+        # shuffled ids this is several times faster than following the ids).
+        y2, x2 = y2[:, order], x2[:, order]
+        if w.shape[0]:
+            w = w[:, order]
+        parent, order = tree.parent_pos, np.arange(tree.n, dtype=tree.parent_pos.dtype)
     if tree.n and y2.shape[0] and loss == "linf":
         from ._certify_linf import linf_kkt_rows
 
-        linf_kkt_rows(y2, w, x2, tree.parent, tree.order, rtol, eps, lo_s, hi_s,
+        linf_kkt_rows(y2, w, x2, parent, order, rtol, eps, lo_s, hi_s,
                       lo is not None, hi is not None, out)
         if ey or ew:
             with np.errstate(over="ignore"):
@@ -251,13 +260,13 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
         from ._certify_quantile import quantile_kkt_rows
 
         # rho_q(y - x) = rho_{1-q}((-y) - (-x)) (up to u = 0, where both vanish)
-        quantile_kkt_rows(y2, w, x2, tree.parent, tree.order,
+        quantile_kkt_rows(y2, w, x2, parent, order,
                           level if sign > 0 else 1.0 - level, rtol, eps, lo_s, hi_s,
                           lo is not None, hi is not None, out)
     elif tree.n and y2.shape[0]:
         from ._certify_kernel import kkt_rows
 
-        kkt_rows(y2, w, x2, tree.parent, tree.order, rtol, eps, lo_s, hi_s,
+        kkt_rows(y2, w, x2, parent, order, rtol, eps, lo_s, hi_s,
                  lo is not None, hi is not None, out)
     if loss == "l2" and (ey or ew):
         with np.errstate(over="ignore"):

@@ -1,7 +1,7 @@
 """O(n) KKT check of a candidate solution, one row at a time."""
 
 import numpy as np
-from ._jit import njit
+from ._jit import njit, scratch_caller
 
 # Rounding allowance, in units of eps * max|y| per unit of weight: an exact answer is only
 # representable to about an ulp of the data's magnitude, and the solvers' convex-combination
@@ -35,7 +35,8 @@ _FREE, _AT_HI, _AT_LO, _AT_BOTH = 0, 1, 2, 3
 
 
 @njit(cache=True)
-def kkt_rows(y, w, x, parent, order, rtol, eps, lo, hi, has_lo, has_hi, out):
+def _kkt_rows(y, w, x, parent, order, rtol, eps, lo, hi, has_lo, has_hi, out,
+              fwork, iwork):
     """Fill ``out[b] = (feasibility, dual_sign, slackness, stationarity, gap)``.
 
     Each of the first four is the worst violation divided by its tolerance
@@ -66,15 +67,17 @@ def kkt_rows(y, w, x, parent, order, rtol, eps, lo, hi, has_lo, has_hi, out):
     ``sum (d - g)^2 / (2 w) + sum lam (x_p - x_c) + sum mu_hi (hi - x) + sum mu_lo (x - lo)``
     with ``d`` each node's net multiplier, a sum of non-negative terms for a feasible ``x``
     (no cancellation), zero exactly when the multipliers prove ``x`` optimal.
+    ``fwork`` / ``iwork``: scratch rows, which the public name (made by
+    :func:`treeiso._jit.scratch_caller`) allocates.
     """
     n_rows, n = y.shape
     n_w = w.shape[0]
-    acc = np.empty(n)        # S(v) (or Q(v) in a block on the lower bound)
-    wblk = np.empty(n)       # weight of v's subtree inside its block
-    lam = np.empty(n)        # multiplier of the edge above v (0 at a block's top)
-    lam_ch = np.empty(n)     # sum of the children's lam
-    top = np.empty(n, np.int64)
-    kind = np.empty(n, np.int64)
+    acc = fwork[0]        # S(v) (or Q(v) in a block on the lower bound)
+    wblk = fwork[1]       # weight of v's subtree inside its block
+    lam = fwork[2]        # multiplier of the edge above v (0 at a block's top)
+    lam_ch = fwork[3]     # sum of the children's lam
+    top = iwork[0]
+    kind = iwork[1]
     for b in range(n_rows):
         wr = 0 if n_w <= 1 else b
         ymax = -np.inf
@@ -165,3 +168,6 @@ def kkt_rows(y, w, x, parent, order, rtol, eps, lo, hi, has_lo, has_hi, out):
         out[b, 2] = slack
         out[b, 3] = stat
         out[b, 4] = gap
+
+
+kkt_rows = scratch_caller(_kkt_rows, 4, 2)

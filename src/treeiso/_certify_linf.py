@@ -3,7 +3,7 @@
 import numpy as np
 
 from ._certify_kernel import FLOOR_ULPS, _bound_ratio, _ratio
-from ._jit import njit
+from ._jit import njit, scratch_caller
 
 # Passes of the lower-bound search beyond the first (each raises the bound strictly; one or
 # two are the rule).
@@ -11,7 +11,8 @@ _MAX_PASSES = 64
 
 
 @njit(cache=True)
-def linf_kkt_rows(y, w, x, parent, order, rtol, eps, lo, hi, has_lo, has_hi, out):
+def _linf_kkt_rows(y, w, x, parent, order, rtol, eps, lo, hi, has_lo, has_hi, out,
+                   fwork, iwork):
     """Fill ``out[b] = (feasibility, 0, 0, band, gap)`` for ``min max w |x - y|`` with
     ``x[parent] >= x`` (and ``lo <= x <= hi`` where ``has_lo`` / ``has_hi``).
 
@@ -25,11 +26,13 @@ def linf_kkt_rows(y, w, x, parent, order, rtol, eps, lo, hi, has_lo, has_hi, out
     proven bound, ``|x_v - y_v| <= LB r_v + tol_x`` (``tol_x`` as in the least-squares
     check): then its error is the optimum up to ``w_v tol_x`` at each node. ``band`` is the
     worst ``(|x_v - y_v| - LB r_v) / tol_x``; ``gap`` is ``E - LB``, in units of the error.
+    ``fwork`` / ``iwork``: scratch rows, which the public name (made by
+    :func:`treeiso._jit.scratch_caller`) allocates.
     """
     n_rows, n = y.shape
     n_w = w.shape[0]
-    best = np.empty(n)
-    arg = np.empty(n, np.int64)
+    best = fwork[0]
+    arg = iwork[0]
     for b in range(n_rows):
         wr = 0 if n_w <= 1 else b
         ymax = -np.inf
@@ -87,3 +90,6 @@ def linf_kkt_rows(y, w, x, parent, order, rtol, eps, lo, hi, has_lo, has_hi, out
         out[b, 2] = 0.0
         out[b, 3] = band
         out[b, 4] = max(err - lower, 0.0)
+
+
+linf_kkt_rows = scratch_caller(_linf_kkt_rows, 1, 1)

@@ -3,7 +3,7 @@
 import numpy as np
 
 from ._certify_kernel import FLOOR_ULPS, _bound_ratio, _ratio
-from ._jit import njit
+from ._jit import njit, scratch_caller
 
 # Sums of k weighted slopes are compared with 0 to this many ulps of float64 per term, of the
 # weight they sum (their rounding; the slopes themselves are exact products w * q).
@@ -12,7 +12,8 @@ _EPS64 = float(np.finfo(np.float64).eps)
 
 
 @njit(cache=True)
-def quantile_kkt_rows(y, w, x, parent, order, level, rtol, eps, lo, hi, has_lo, has_hi, out):
+def _quantile_kkt_rows(y, w, x, parent, order, level, rtol, eps, lo, hi, has_lo, has_hi, out,
+                       fwork, iwork):
     """Fill ``out[b] = (feasibility, dual_sign, slackness, stationarity, nan)`` for the
     problem ``min sum w rho_q(y - x)`` with ``x[parent] >= x`` (and ``lo <= x <= hi`` where
     ``has_lo`` / ``has_hi``), ``q = level``; ratios <= 1 mean satisfied.
@@ -33,14 +34,16 @@ def quantile_kkt_rows(y, w, x, parent, order, level, rtol, eps, lo, hi, has_lo, 
     Values are equal (to the data, a parent, a bound) within ``tol_x = rtol * spread +
     FLOOR_ULPS * eps * max|y, x|`` as in the least-squares check; sums of ``k`` slopes
     are compared to ``_SUM_ULPS * k * eps64`` times the weight they sum.
+    ``fwork`` / ``iwork``: scratch rows, which the public name (made by
+    :func:`treeiso._jit.scratch_caller`) allocates.
     """
     n_rows, n = y.shape
     n_w = w.shape[0]
-    top = np.empty(n, np.int64)
-    lo_g = np.empty(n)       # A_v
-    hi_g = np.empty(n)       # B_v
-    wsum = np.empty(n)       # weight of v's subtree inside its block
-    cnt = np.empty(n)        # its number of nodes
+    top = iwork[0]
+    lo_g = fwork[0]       # A_v
+    hi_g = fwork[1]       # B_v
+    wsum = fwork[2]       # weight of v's subtree inside its block
+    cnt = fwork[3]        # its number of nodes
     for b in range(n_rows):
         wr = 0 if n_w <= 1 else b
         ymax = -np.inf
@@ -107,3 +110,6 @@ def quantile_kkt_rows(y, w, x, parent, order, level, rtol, eps, lo, hi, has_lo, 
         out[b, 2] = slack
         out[b, 3] = stat
         out[b, 4] = np.nan
+
+
+quantile_kkt_rows = scratch_caller(_quantile_kkt_rows, 4, 1)

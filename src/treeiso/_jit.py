@@ -21,6 +21,7 @@ import os
 import tempfile
 
 import numba
+import numpy as np
 from numba import config
 
 _LOCATION = None  # (kind, path), decided on first use
@@ -106,3 +107,23 @@ def njit(*args, **kwargs):
         return disp
 
     return decorate
+
+
+def scratch_caller(kernel, n_float, n_index, index_arg=None):
+    """A function taking ``kernel``'s arguments but its last two, which it allocates: the
+    scratch rows ``fwork`` (``n_float x n`` float64) and ``iwork`` (``n_index x n``, int64 or
+    the dtype of argument number ``index_arg``), ``n`` being ``args[0].shape[1]``.
+
+    Arrays that a compiled function allocates itself come from the C heap, a page fault per
+    4 KiB touched: at n = 1e6 that took as long as the kernel's own work. NumPy asks the
+    operating system for huge pages for large arrays, so scratch allocated here is nearly
+    free. Each call allocates its own (calls on several threads share nothing).
+    """
+    def call(*args):
+        n = args[0].shape[1]
+        idx = np.int64 if index_arg is None else args[index_arg].dtype
+        return kernel(*args, np.empty((n_float, n)), np.empty((n_index, n), idx))
+
+    call.__name__ = call.__qualname__ = kernel.__name__.lstrip("_")
+    call.__doc__ = kernel.__doc__
+    return call

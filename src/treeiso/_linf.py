@@ -26,74 +26,155 @@ not bounded by a constant.
 Kernels are flat and trust their inputs; :func:`treeiso.fit` validates.
 """
 
+import math
+
 import numpy as np
 
-from ._jit import njit
+from ._jit import njit, scratch_caller
+from ._scaling import scale_rows
+
+
+def linf_inputs(y, w, amax, bounds, sign):
+    """``(y, w, ey, bnd)`` for the kernels below: rows ``y`` (the orientation's ``sign``
+    already applied) and weights ``w`` scaled by powers of two (:func:`scale_rows`; ``amax``
+    is max|y| or None) together with the bounds ``(lo, hi)`` (None: none), which enter the
+    kernels (they change the optimal error), as their ``bnd`` argument."""
+    lo, hi = bounds
+    if bounds != (None, None):
+        amax = max(float(np.abs(y).max()) if amax is None else amax,
+                   *(abs(v) for v in bounds if v is not None))
+    y, w, ey = scale_rows(y, w, amax)
+    if sign < 0:  # y_min <= x <= y_max  <=>  -y_max <= -x <= -y_min
+        lo, hi = (None if hi is None else -hi), (None if lo is None else -lo)
+    bnd = np.array([0.0 if lo is None else math.ldexp(lo, -ey),
+                    0.0 if hi is None else math.ldexp(hi, -ey),
+                    float(lo is not None), float(hi is not None)])
+    return y, w, ey, bnd
 
 
 @njit(cache=True, nogil=True)
-def linf_rows(y, w, bnd, order, parent_pos, x, blocks):
+def _load_row(y, w, b, bnd, order, ys, rs):
+    """Row ``b``'s data and reciprocal weights by position into ``ys``, ``rs``; returns the
+    bounds of the problem solved, ``(lo_r, hi_r)``: the data's range clipped to the bounds
+    ``bnd`` (every optimum clipped to it is one, with the same error)."""
+    n = ys.shape[0]
+    n_w = w.shape[0]
+    wr = 0 if n_w <= 1 else b
+    ymin = np.inf
+    ymax = -np.inf
+    for i in range(n):
+        v = order[i]
+        ys[i] = y[b, v]
+        wv = w[wr, v] if n_w > 0 else 1.0
+        rs[i] = 1.0 / wv
+        ymin = min(ymin, ys[i])
+        ymax = max(ymax, ys[i])
+    lo, hi = bnd[0], bnd[1]
+    lo_r = max(ymin, lo) if bnd[2] > 0.5 else ymin
+    hi_r = max(ymax, lo) if bnd[2] > 0.5 else ymax
+    if bnd[3] > 0.5:
+        lo_r = min(lo_r, hi)
+        hi_r = min(hi_r, hi)
+    return lo_r, hi_r
+
+
+@njit(cache=True, nogil=True)
+def _optimal_error(ys, rs, parent_pos, lo_r, hi_r, best, arg):
+    """The optimal error by Dinkelbach's iteration; leaves in ``best[i]`` / ``arg[i]`` the
+    largest ``y_d - e r_d`` over the subtree of position ``i`` and its position ``d``."""
+    n = ys.shape[0]
+    e = 0.0
+    for i in range(n):
+        if lo_r > ys[i]:
+            e = max(e, (lo_r - ys[i]) / rs[i])
+        if ys[i] > hi_r:
+            e = max(e, (ys[i] - hi_r) / rs[i])
+    while True:
+        for i in range(n):
+            best[i] = ys[i] - e * rs[i]
+            arg[i] = i
+        for i in range(n - 1, 0, -1):    # children before parents
+            p = parent_pos[i]
+            if p >= 0 and best[i] > best[p]:
+                best[p] = best[i]
+                arg[p] = arg[i]
+        nxt = e
+        for i in range(n):
+            if best[i] > ys[i] + e * rs[i]:
+                d = arg[i]
+                nxt = max(nxt, (ys[d] - ys[i]) / (rs[d] + rs[i]))
+        if nxt <= e:
+            return e
+        e = nxt
+
+
+@njit(cache=True, nogil=True)
+def linf_structure_rows(y, w, bnd, order, parent_pos, down, up, crit):
+    """What the fit of each row is a function of, for its derivatives (arguments as in
+    :func:`linf_rows`; outputs by node id): ``down[b, v]``, the node ``d`` of ``v``'s subtree
+    with the largest ``y_d - e r_d`` (it sets the smallest optimum ``L_v``); ``up[b, v]``, the
+    node ``a`` among ``v`` and its ancestors with the smallest ``y_a + e r_a`` (it sets
+    ``U_v``); ``crit[b] = (kind, i, j)``, the term that sets the optimal error ``e``: kind 0
+    none (``e = 0``), 1 the pair ``(y_i - y_j) / (r_i + r_j)`` (``i`` below ``j``), 2 the
+    bound term ``(lo_r - y_i) / r_i``, 3 the bound term ``(y_i - hi_r) / r_i``."""
+    n_rows, n = y.shape
+    idx_t = parent_pos.dtype.type
+    ys = np.empty(n)
+    rs = np.empty(n)
+    best = np.empty(n)
+    arg = np.empty(n, dtype=idx_t)
+    low = np.empty(n)
+    low_arg = np.empty(n, dtype=idx_t)
+    for b in range(n_rows):
+        lo_r, hi_r = _load_row(y, w, b, bnd, order, ys, rs)
+        e = _optimal_error(ys, rs, parent_pos, lo_r, hi_r, best, arg)
+        kind, ci, cj, top = 0, 0, 0, 0.0
+        for i in range(n):
+            if lo_r > ys[i] and (lo_r - ys[i]) / rs[i] > top:
+                kind, ci, cj, top = 2, i, i, (lo_r - ys[i]) / rs[i]
+            if ys[i] > hi_r and (ys[i] - hi_r) / rs[i] > top:
+                kind, ci, cj, top = 3, i, i, (ys[i] - hi_r) / rs[i]
+            d = arg[i]
+            if d != i and ys[d] > ys[i] and (ys[d] - ys[i]) / (rs[d] + rs[i]) > top:
+                kind, ci, cj, top = 1, d, i, (ys[d] - ys[i]) / (rs[d] + rs[i])
+        crit[b, 0] = kind
+        crit[b, 1] = order[ci]
+        crit[b, 2] = order[cj]
+        for i in range(n):                   # parents first: the smallest y_a + e r_a above
+            p = parent_pos[i]
+            low[i] = ys[i] + e * rs[i]
+            low_arg[i] = i
+            if p >= 0 and low[p] < low[i]:
+                low[i] = low[p]
+                low_arg[i] = low_arg[p]
+            down[b, order[i]] = order[arg[i]]
+            up[b, order[i]] = order[low_arg[i]]
+
+
+@njit(cache=True, nogil=True)
+def _linf_rows(y, w, bnd, order, parent_pos, x, blocks, fwork, iwork):
     """Fit every row of ``y``; ``bnd`` is a float64 array ``[lo, hi, has_lo, has_hi]``.
 
     ``y``: float64 (B, n). ``w``: float64 (Bw, n), Bw in {0 (unit weights), 1, B}.
     ``order`` / ``parent_pos``: the tree's breadth-first order and parent positions.
     ``x``: float64 (B, n) output; ``blocks``: int64 (B, n) output or (0, n).
+    ``fwork`` / ``iwork``: scratch rows, which the public name (made by
+    :func:`treeiso._jit.scratch_caller`) allocates.
     """
     n_rows, n = y.shape
-    n_w = w.shape[0]
-    lo, hi = bnd[0], bnd[1]
-    has_lo, has_hi = bnd[2] > 0.5, bnd[3] > 0.5
     idx_t = parent_pos.dtype.type
-    ys = np.empty(n)          # data, by position
-    rs = np.empty(n)          # 1 / weight, by position
-    best = np.empty(n)        # max over the subtree of y_d - e r_d
-    arg = np.empty(n, dtype=idx_t)
-    xs = np.empty(n)          # the fit, by position
-    up = np.empty(n)
-    key = np.empty(n)         # weight of the node whose band set the value
-    top = np.empty(n, dtype=idx_t)
+    ys = fwork[0]          # data, by position
+    rs = fwork[1]          # 1 / weight, by position
+    best = fwork[2]        # max over the subtree of y_d - e r_d
+    arg = iwork[0]
+    xs = fwork[3]          # the fit, by position
+    up = fwork[4]
+    key = fwork[5]         # weight of the node whose band set the value
+    top = iwork[1]
     with_blocks = blocks.shape[0] > 0
     for b in range(n_rows):
-        wr = 0 if n_w <= 1 else b
-        ymin = np.inf
-        ymax = -np.inf
-        for i in range(n):
-            v = order[i]
-            ys[i] = y[b, v]
-            wv = w[wr, v] if n_w > 0 else 1.0
-            rs[i] = 1.0 / wv
-            ymin = min(ymin, ys[i])
-            ymax = max(ymax, ys[i])
-        # The data's range, clipped to the bounds, bounds the fit: every optimum clipped to
-        # it is one (the same error), so these are the bounds of the problem solved.
-        lo_r = max(ymin, lo) if has_lo else ymin
-        hi_r = max(ymax, lo) if has_lo else ymax
-        if has_hi:
-            lo_r = min(lo_r, hi)
-            hi_r = min(hi_r, hi)
-        e = 0.0
-        for i in range(n):
-            if lo_r > ys[i]:
-                e = max(e, (lo_r - ys[i]) / rs[i])
-            if ys[i] > hi_r:
-                e = max(e, (ys[i] - hi_r) / rs[i])
-        while True:
-            for i in range(n):
-                best[i] = ys[i] - e * rs[i]
-                arg[i] = i
-            for i in range(n - 1, 0, -1):    # children before parents
-                p = parent_pos[i]
-                if p >= 0 and best[i] > best[p]:
-                    best[p] = best[i]
-                    arg[p] = arg[i]
-            nxt = e
-            for i in range(n):
-                if best[i] > ys[i] + e * rs[i]:
-                    d = arg[i]
-                    nxt = max(nxt, (ys[d] - ys[i]) / (rs[d] + rs[i]))
-            if nxt <= e:
-                break
-            e = nxt
+        lo_r, hi_r = _load_row(y, w, b, bnd, order, ys, rs)
+        e = _optimal_error(ys, rs, parent_pos, lo_r, hi_r, best, arg)
         for i in range(n):                   # parents before children: U, the midpoint
             p = parent_pos[i]
             u = ys[i] + e * rs[i]
@@ -140,3 +221,6 @@ def linf_rows(y, w, bnd, order, parent_pos, x, blocks):
             x[b, v] = t
             if with_blocks:
                 blocks[b, v] = order[top[i]]
+
+
+linf_rows = scratch_caller(_linf_rows, 6, 2, index_arg=4)

@@ -26,7 +26,7 @@ Kernels are flat and trust their inputs; :func:`treeiso.fit` validates.
 import numpy as np
 
 from ._irt_pairing import _meld, _pop
-from ._jit import njit
+from ._jit import njit, scratch_caller
 
 # Slope increases are weights, the slope to remove is (1 - q) w and what is left of it after
 # each removal: values that agree to this many ulps of the largest weight that went into
@@ -38,7 +38,7 @@ _EPS = float(np.finfo(np.float64).eps)
 
 
 @njit(cache=True, nogil=True)
-def quantile_rows(y, w, q, order, parent_pos, x, blocks):
+def _quantile_rows(y, w, q, order, parent_pos, x, blocks, fwork, iwork):
     """Fit every row of ``y``; ``q`` is a float64 array ``[level, largest]``: the quantile
     level, and 1.0 for the pointwise largest optimum instead of the smallest.
 
@@ -46,21 +46,23 @@ def quantile_rows(y, w, q, order, parent_pos, x, blocks):
     ``order`` / ``parent_pos``: the tree's breadth-first order and parent positions.
     ``x``: float64 (B, n) output; ``blocks``: int64 (B, n) output (the top node of each
     node's block: connected nodes of one value) or (0, n).
+    ``fwork`` / ``iwork``: scratch rows, which the public name (made by
+    :func:`treeiso._jit.scratch_caller`) allocates.
     """
     n_rows, n = y.shape
     n_w = w.shape[0]
     level = q[0]
     largest = q[1] > 0.5
     idx_t = parent_pos.dtype.type
-    key = np.empty(n)                  # breakpoint of position i: its data value
-    slope = np.empty(n)                # its remaining slope increase
-    mag = np.empty(n)                  # the largest weight that went into it
-    child = np.empty(n, dtype=idx_t)   # pairing heap links, per breakpoint
-    sibling = np.empty(n, dtype=idx_t)
-    heap = np.empty(n, dtype=idx_t)    # heap of F at position i (children melded in)
-    low = np.empty(n)                  # smallest (or largest) minimiser of f at position i
-    xs = np.empty(n)                   # the fit, by position
-    top = np.empty(n, dtype=idx_t)     # block tops, by position
+    key = fwork[0]                  # breakpoint of position i: its data value
+    slope = fwork[1]                # its remaining slope increase
+    mag = fwork[2]                  # the largest weight that went into it
+    child = iwork[0]   # pairing heap links, per breakpoint
+    sibling = iwork[1]
+    heap = iwork[2]    # heap of F at position i (children melded in)
+    low = fwork[3]                  # smallest (or largest) minimiser of f at position i
+    xs = fwork[4]                   # the fit, by position
+    top = iwork[3]     # block tops, by position
     with_blocks = blocks.shape[0] > 0
     for b in range(n_rows):
         wr = 0 if n_w <= 1 else b
@@ -107,3 +109,6 @@ def quantile_rows(y, w, q, order, parent_pos, x, blocks):
             x[b, v] = t
             if with_blocks:
                 blocks[b, v] = order[top[i]]
+
+
+quantile_rows = scratch_caller(_quantile_rows, 5, 4, index_arg=4)

@@ -312,6 +312,34 @@ def quantile_fit_rows(y, w, tree, lo, hi, level, largest=False):
 _TIGHT = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
 
 
+def linf_lp(y, w, tree, lo, hi):
+    """One row's weighted L-infinity isotonic regression as a linear program (HiGHS, sparse,
+    tolerances 1e-10): variables ``x, t``, minimizing ``t`` subject to ``|x - y| <= t / w``,
+    ``x[parent] >= x`` and ``lo <= x <= hi`` (both given). Returns
+    ``(t*, (A_ub, b_ub, bounds))``."""
+    from scipy.optimize import linprog
+    from scipy.sparse import csr_matrix, diags, hstack, vstack
+
+    n = tree.n
+    child = np.flatnonzero(tree.parent >= 0)
+    m = child.size
+    rows = np.repeat(np.arange(m), 2)
+    cols = np.column_stack([child, tree.parent[child]]).ravel()
+    order = csr_matrix((np.tile([1.0, -1.0], m), (rows, cols)), shape=(m, n))
+    eye = diags(np.ones(n))
+    col = csr_matrix(-1.0 / w[:, None])          # x - y <= t / w: a tolerance in x
+    a_ub = vstack([hstack([eye, col]), hstack([-eye, col]),
+                   hstack([order, csr_matrix((m, 1))])]).tocsr()
+    b_ub = np.concatenate([y, -y, np.zeros(m)])
+    bounds = [(lo, hi)] * n + [(0, None)]
+    c = np.zeros(n + 1)
+    c[n] = 1.0
+    res = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs", options=_TIGHT)
+    if res.status != 0:
+        raise RuntimeError(f"the reference linear program failed: {res.message}")
+    return float(res.x[n]), (a_ub, b_ub, bounds)
+
+
 def linf_fit_rows(y, w, tree, lo, hi):
     """The reference L-infinity fit of every row (orientation root_largest), by linear
     programs (HiGHS, sparse): the optimal error ``t*`` of ``min t`` subject to
@@ -323,17 +351,11 @@ def linf_fit_rows(y, w, tree, lo, hi):
     programs' tolerance), so the values are in order and the blocks are connected nodes of
     one value."""
     from scipy.optimize import linprog
-    from scipy.sparse import csr_matrix, diags, hstack, vstack
 
     check_weight_spread(w)
     n_rows, n = y.shape
     if n > _MAX_N:
         raise ValueError(f"backend='scipy' takes at most {_MAX_N} nodes, got {n}")
-    child = np.flatnonzero(tree.parent >= 0)
-    m = child.size
-    rows = np.repeat(np.arange(m), 2)
-    cols = np.column_stack([child, tree.parent[child]]).ravel()
-    order = csr_matrix((np.tile([1.0, -1.0], m), (rows, cols)), shape=(m, n))
     x = np.empty((n_rows, n))
     blocks = np.empty((n_rows, n), dtype=np.int64)
     for b in range(n_rows):
@@ -346,18 +368,8 @@ def linf_fit_rows(y, w, tree, lo, hi):
             lo_n, hi_n = max(lo_n, (lo - mid) / spread), max(hi_n, (lo - mid) / spread)
         if hi is not None:
             lo_n, hi_n = min(lo_n, (hi - mid) / spread), min(hi_n, (hi - mid) / spread)
-        eye = diags(np.ones(n))
-        col = csr_matrix(-1.0 / wb[:, None])          # x - y <= t / w: a tolerance in x
-        a_ub = vstack([hstack([eye, col]), hstack([-eye, col]),
-                       hstack([order, csr_matrix((m, 1))])]).tocsr()
-        b_ub = np.concatenate([yb, -yb, np.zeros(m)])
-        bounds = [(lo_n, hi_n)] * n + [(0, None)]
-        c = np.zeros(n + 1)
-        c[n] = 1.0
-        res = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs", options=_TIGHT)
-        if res.status != 0:
-            raise RuntimeError(f"the reference linear program failed: {res.message}")
-        t_max = res.x[n] * (1 + 1e-9) + 1e-12
+        t_opt, (a_ub, b_ub, bounds) = linf_lp(yb, wb, tree, lo_n, hi_n)
+        t_max = t_opt * (1 + 1e-9) + 1e-12
         ends = []
         for sgn in (1.0, -1.0):
             c2 = np.concatenate([sgn * np.ones(n), [0.0]])
