@@ -494,3 +494,39 @@ def test_linf_deep_chain_and_extreme_scales():
             xs, treeiso.fit(y[:1000], parent[:1000], loss="linf", y_min=-2.0) * scale,
             rtol=1e-12, atol=0)
         assert treeiso.certify(ys, parent[:1000], xs, loss="linf", y_min=-2 * scale).optimal
+
+
+def test_scratch_reuse_across_sizes_and_threads():
+    """The kernels' scratch rows are reused per thread: interleaving sizes (growing and
+    shrinking the buffers, past the size where they are no longer reused) on several threads
+    must give every call the answer it gets alone."""
+    rng = np.random.default_rng(4)
+    cases = []
+    for n in [5, 30_000, 40, 300_000, 50_000, 3000]:
+        parent = (rng.random(n) * np.arange(n)).astype(np.int64)
+        parent[0] = -1
+        cases.append((parent, rng.normal(size=n)))
+    losses = [("l1", None), ("quantile", 0.2), ("linf", None)]
+    want = {(i, loss): (treeiso.fit(y, p, loss=loss, quantile=q),
+                        treeiso.certify(y, p, treeiso.fit(y, p, loss=loss, quantile=q),
+                                        loss=loss, quantile=q).optimal)
+            for i, (p, y) in enumerate(cases) for loss, q in losses}
+    errors = []
+
+    def work(order):
+        for i in order:
+            p, y = cases[i]
+            for loss, q in losses:
+                x = treeiso.fit(y, p, loss=loss, quantile=q)
+                ok = treeiso.certify(y, p, x, loss=loss, quantile=q).optimal
+                if not (np.array_equal(x, want[(i, loss)][0]) and ok == want[(i, loss)][1]):
+                    errors.append((i, loss))
+
+    threads = [threading.Thread(target=work, args=(np.tile(rng.permutation(len(cases)), 3),))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert all(ok for _, ok in want.values())

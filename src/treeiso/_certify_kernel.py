@@ -170,4 +170,4 @@ def _kkt_rows(y, w, x, parent, order, rtol, eps, lo, hi, has_lo, has_hi, out,
         out[b, 4] = gap
 
 
-kkt_rows = scratch_caller(_kkt_rows, 4, 2)
+kkt_rows = scratch_caller(_kkt_rows, (4, np.float64), (2, np.int64))

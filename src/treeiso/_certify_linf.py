@@ -92,4 +92,4 @@ def _linf_kkt_rows(y, w, x, parent, order, rtol, eps, lo, hi, has_lo, has_hi, ou
         out[b, 4] = max(err - lower, 0.0)
 
 
-linf_kkt_rows = scratch_caller(_linf_kkt_rows, 1, 1)
+linf_kkt_rows = scratch_caller(_linf_kkt_rows, (1, np.float64), (1, np.int64))

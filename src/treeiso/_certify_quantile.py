@@ -112,4 +112,4 @@ def _quantile_kkt_rows(y, w, x, parent, order, level, rtol, eps, lo, hi, has_lo,
         out[b, 4] = np.nan
 
 
-quantile_kkt_rows = scratch_caller(_quantile_kkt_rows, 4, 1)
+quantile_kkt_rows = scratch_caller(_quantile_kkt_rows, (4, np.float64), (1, np.int64))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 
 import numba
 import numpy as np
@@ -109,20 +110,63 @@ def njit(*args, **kwargs):
     return decorate
 
 
-def scratch_caller(kernel, n_float, n_index, index_arg=None):
-    """A function taking ``kernel``'s arguments but its last two, which it allocates: the
-    scratch rows ``fwork`` (``n_float x n`` float64) and ``iwork`` (``n_index x n``, int64 or
-    the dtype of argument number ``index_arg``), ``n`` being ``args[0].shape[1]``.
+#: the dtype of a scratch group of :func:`scratch_caller` that follows an index argument
+INDEX = "index"
+
+# Scratch up to this many bytes per group is reused from a per-thread buffer: below NumPy's
+# huge-page threshold (4 MiB) a fresh array would cost a page fault per 4 KiB again.
+_REUSE_BYTES = 4 << 20
+_buffers = threading.local()
+_MAX_VIEWS = 64
+
+
+def _scratch(slot, rows, n, dtype):
+    """A ``rows x n`` array of ``dtype`` (a NumPy dtype): a view of this thread's buffer
+    ``slot`` when small, else a new NumPy array (huge pages)."""
+    try:
+        views = _buffers.views
+    except AttributeError:
+        views = _buffers.views = {}
+        _buffers.bufs = {}
+    key = (slot, rows, n, dtype)
+    view = views.get(key)
+    if view is not None:
+        return view
+    size = rows * n
+    if size * dtype.itemsize > _REUSE_BYTES:
+        return np.empty((rows, n), dtype)
+    bufs = _buffers.bufs
+    buf = bufs.get((slot, dtype))
+    if buf is None or buf.size < size:
+        buf = bufs[(slot, dtype)] = np.empty(max(size, 4096), dtype)
+        views.clear()                    # views of the old buffers would keep them alive
+    if len(views) >= _MAX_VIEWS:
+        views.clear()
+    view = views[key] = buf[:size].reshape(rows, n)
+    return view
+
+
+def scratch_caller(kernel, *groups, index_arg=None):
+    """A function taking ``kernel``'s arguments but its last ``len(groups)``, which it
+    allocates: for each group ``(rows, dtype)`` one ``rows x n`` array of that dtype
+    (:data:`INDEX`: the dtype of argument number ``index_arg``, else int64), ``n`` being
+    ``args[0].shape[1]``.
 
     Arrays that a compiled function allocates itself come from the C heap, a page fault per
     4 KiB touched: at n = 1e6 that took as long as the kernel's own work. NumPy asks the
-    operating system for huge pages for large arrays, so scratch allocated here is nearly
-    free. Each call allocates its own (calls on several threads share nothing).
+    operating system for huge pages for large arrays, so large scratch allocated here is
+    nearly free; small scratch (up to 4 MiB a group) is reused from a buffer per thread (calls
+    on several threads share nothing; kernels never call back into Python, so a thread runs
+    one kernel at a time).
     """
+    groups = [(slot, k, None if dt is INDEX else np.dtype(dt))
+              for slot, (k, dt) in enumerate(groups)]
+
     def call(*args):
         n = args[0].shape[1]
-        idx = np.int64 if index_arg is None else args[index_arg].dtype
-        return kernel(*args, np.empty((n_float, n)), np.empty((n_index, n), idx))
+        idx = np.dtype(np.int64) if index_arg is None else args[index_arg].dtype
+        return kernel(*args, *[_scratch(slot, k, n, idx if dt is None else dt)
+                               for slot, k, dt in groups])
 
     call.__name__ = call.__qualname__ = kernel.__name__.lstrip("_")
     call.__doc__ = kernel.__doc__

@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-from ._jit import njit, scratch_caller
+from ._jit import INDEX, njit, scratch_caller
 from ._scaling import scale_rows
 
 
@@ -162,7 +162,6 @@ def _linf_rows(y, w, bnd, order, parent_pos, x, blocks, fwork, iwork):
     :func:`treeiso._jit.scratch_caller`) allocates.
     """
     n_rows, n = y.shape
-    idx_t = parent_pos.dtype.type
     ys = fwork[0]          # data, by position
     rs = fwork[1]          # 1 / weight, by position
     best = fwork[2]        # max over the subtree of y_d - e r_d
@@ -223,4 +222,4 @@ def _linf_rows(y, w, bnd, order, parent_pos, x, blocks, fwork, iwork):
                 blocks[b, v] = order[top[i]]
 
 
-linf_rows = scratch_caller(_linf_rows, 6, 2, index_arg=4)
+linf_rows = scratch_caller(_linf_rows, (6, np.float64), (2, INDEX), index_arg=4)

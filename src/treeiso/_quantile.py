@@ -26,7 +26,7 @@ Kernels are flat and trust their inputs; :func:`treeiso.fit` validates.
 import numpy as np
 
 from ._irt_pairing import _meld, _pop
-from ._jit import njit, scratch_caller
+from ._jit import INDEX, njit, scratch_caller
 
 # Slope increases are weights, the slope to remove is (1 - q) w and what is left of it after
 # each removal: values that agree to this many ulps of the largest weight that went into
@@ -111,4 +111,4 @@ def _quantile_rows(y, w, q, order, parent_pos, x, blocks, fwork, iwork):
                 blocks[b, v] = order[top[i]]
 
 
-quantile_rows = scratch_caller(_quantile_rows, 5, 4, index_arg=4)
+quantile_rows = scratch_caller(_quantile_rows, (5, np.float64), (4, INDEX), index_arg=4)
