@@ -67,15 +67,12 @@ def _quantile_kkt_rows(y, w, x, parent, order, level, rtol, eps, lo, hi, has_lo,
                     top[v] = top[p]
             wv = w[wr, v] if n_w > 0 else 1.0
             r = y[b, v] - xv
-            if r > tol_x:                    # below the data
-                a = -wv * level
-                c = a
-            elif r < -tol_x:                 # above it
-                a = wv * (1.0 - level)
-                c = a
-            else:
-                a = -wv * level
-                c = wv * (1.0 - level)
+            # the subgradient interval [a, c]: one end below the data (r > tol_x), the other
+            # above it, both at it (written as two selects: no unpredictable branch)
+            down = -wv * level
+            up = wv * (1.0 - level)
+            a = up if r < -tol_x else down
+            c = down if r > tol_x else up
             if has_lo and xv - lo <= tol_x:
                 a = -np.inf
             if has_hi and hi - xv <= tol_x:
