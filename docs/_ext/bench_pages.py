@@ -50,6 +50,8 @@ SOURCES = {
     "torch_threads": ("PyTorch: fit_topk on CPU tensors, rows on 1 and 2 threads",
                       "python benchmarks/bench_torch.py --threads 2 --parts threads --out "
                       "benchmarks/results/torch_threads.json"),
+    "robust": ("CPU: L1, quantile and L-infinity against model-diagnostics and HiGHS",
+               "python benchmarks/bench_robust.py"),
     "gpu": ("PyTorch on a CUDA device (gpu_check.py)",
             "python benchmarks/gpu_check.py --out benchmarks/results/gpu.json"),
 }

@@ -22,6 +22,10 @@ class FitResult(NamedTuple):
         ``y_min``/``y_max``, that mean clipped to the bounds; the blocks are
         those of the unbounded fit).
 
+    See Also
+    --------
+    objective : the loss of ``x`` (the optimal value of the problem solved).
+
     Examples
     --------
     >>> import treeiso
