@@ -350,6 +350,37 @@ def test_linf_against_exact_definition(problem, orientation, bounded):
     assert cert.optimal, cert
 
 
+@given(problems(max_n=30, max_rows=2), st.sampled_from(ORIENTATIONS), st.booleans(),
+       st.sampled_from([0, 1, 2]))
+@settings(max_examples=150)
+def test_linf_bisection_fallback_is_exact_too(problem, orientation, bounded, passes):
+    # With the Dinkelbach iteration cut after 0-2 passes the kernel bisects over the floats
+    # and restarts: the answer must still be the optimum, against exact rationals.
+    import treeiso._linf as linf
+
+    parent, y, w = problem
+    lo = hi = None
+    if bounded:
+        lo, hi = np.quantile(y, [0.3, 0.8])
+    saved = linf.DINKELBACH_PASSES
+    linf.DINKELBACH_PASSES = passes
+    try:
+        x = treeiso.fit(y, parent, w, loss="linf", orientation=orientation, y_min=lo, y_max=hi)
+    finally:
+        linf.DINKELBACH_PASSES = saved
+    sign = 1 if orientation == "root_largest" else -1
+    rlo, rhi = (lo, hi) if sign > 0 else (None if hi is None else -hi, None if lo is None else -lo)
+    for r in range(y.shape[0]):
+        wr = None if w is None else w[r]
+        e = exact_linf_fit(sign * y[r], parent, wr, rlo, rhi)[0]
+        wv = 1.0 if wr is None else wr
+        err = np.max(wv * np.abs(x[r] - y[r]))
+        ulps = 16 * EPS * np.max(wv * (np.abs(x[r]) + np.abs(y[r])))   # x's rounding
+        assert abs(err - float(e)) <= 1e-12 * float(e) + ulps
+    assert treeiso.certify(y, parent, x, w, loss="linf", orientation=orientation,
+                           y_min=lo, y_max=hi).optimal
+
+
 def exact_distance_to_optima(y, parent, w, x, lo, hi, orientation):
     """max over nodes of how far x is outside [L_v, U_v], exactly: for an x in order, the
     sup-norm distance to the set of optimal fits (clipping x to [L, U] keeps it in order)."""

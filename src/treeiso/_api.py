@@ -102,7 +102,8 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
         The objective. ``"l1"``, ``"quantile"`` and ``"linf"`` take
         ``method="auto"``: the slope trick on mergeable heaps for the first
         two (O(n log n) per row on every tree), an iteration over violating
-        pairs for ``"linf"`` (O(n) per pass, a few passes);
+        pairs for ``"linf"`` (O(n) per pass, a few passes; O(n) per row at
+        worst, with a bisection);
         ``backend="scipy"`` solves them as linear programs. Tensors run them
         on host copies (see Notes). :func:`objective` evaluates the loss of
         any fit (the optimal value, for the returned one).

@@ -20,8 +20,9 @@ it is one, so the error is the same, and a light root's wide band cannot carry i
 the data) and returns the midpoint of L and U, which commutes with negating the problem (so
 both orientations agree), computed so that each node keeps its own error within ``e`` to its
 own rounding. Each pass
-is O(n); the iteration count is small in practice (Dinkelbach converges superlinearly) but
-not bounded by a constant.
+is O(n); the iteration count is small in practice (Dinkelbach converges superlinearly), and
+a bisection over the floats bounds it by a constant in any case (:func:`_optimal_error`), so a
+row costs O(n).
 
 Kernels are flat and trust their inputs; :func:`treeiso.fit` validates.
 """
@@ -32,6 +33,11 @@ import numpy as np
 
 from ._jit import INDEX, njit, scratch_caller
 from ._scaling import scale_rows
+
+
+# Dinkelbach passes before a bisection takes over (2-6 passes are the rule; with the
+# bisection a row costs at most 2 * DINKELBACH_PASSES + 66 passes of O(n))
+DINKELBACH_PASSES = 16
 
 
 def linf_inputs(y, w, amax, bounds, sign):
@@ -48,7 +54,7 @@ def linf_inputs(y, w, amax, bounds, sign):
         lo, hi = (None if hi is None else -hi), (None if lo is None else -lo)
     bnd = np.array([0.0 if lo is None else math.ldexp(lo, -ey),
                     0.0 if hi is None else math.ldexp(hi, -ey),
-                    float(lo is not None), float(hi is not None)])
+                    float(lo is not None), float(hi is not None), float(DINKELBACH_PASSES)])
     return y, w, ey, bnd
 
 
@@ -79,33 +85,89 @@ def _load_row(y, w, b, bnd, order, ys, rs):
 
 
 @njit(cache=True, nogil=True)
-def _optimal_error(ys, rs, parent_pos, lo_r, hi_r, best, arg):
-    """The optimal error by Dinkelbach's iteration; leaves in ``best[i]`` / ``arg[i]`` the
-    largest ``y_d - e r_d`` over the subtree of position ``i`` and its position ``d``."""
+def _violation_pass(ys, rs, parent_pos, e, best, arg):
+    """One pass at the error ``e``: fills ``best[i]`` / ``arg[i]`` (the largest
+    ``y_d - e r_d`` over the subtree of position ``i`` and its position ``d``) and returns the
+    largest ratio of a pair violated at ``e``, or ``e`` when none is (``e`` is feasible)."""
+    n = ys.shape[0]
+    for i in range(n):
+        best[i] = ys[i] - e * rs[i]
+        arg[i] = i
+    for i in range(n - 1, 0, -1):    # children before parents
+        p = parent_pos[i]
+        if p >= 0 and best[i] > best[p]:
+            best[p] = best[i]
+            arg[p] = arg[i]
+    nxt = e
+    for i in range(n):
+        if best[i] > ys[i] + e * rs[i]:
+            d = arg[i]
+            nxt = max(nxt, (ys[d] - ys[i]) / (rs[d] + rs[i]))
+    return nxt
+
+
+@njit(cache=True, nogil=True)
+def _dinkelbach(ys, rs, parent_pos, e, best, arg, passes):
+    """At most ``passes`` steps of Dinkelbach's iteration from ``e`` (a lower bound): returns
+    ``(e, True)`` at the first feasible value (``best`` / ``arg`` at it), else
+    ``(the last value, False)``."""
+    for _ in range(passes):
+        nxt = _violation_pass(ys, rs, parent_pos, e, best, arg)
+        if nxt <= e:
+            return e, True
+        e = nxt
+    return e, False
+
+
+@njit(cache=True, nogil=True)
+def _optimal_error(ys, rs, parent_pos, lo_r, hi_r, best, arg, passes):
+    """The optimal error, by Dinkelbach's iteration (each value a pair's ratio, computed from
+    the pair's own difference). If it has not converged in ``passes`` passes, a bisection over
+    the float64 numbers (at most 64 passes) finds the smallest float that the check accepts,
+    and the iteration restarts from the float below it (``passes`` more); should that not
+    converge either, that smallest accepted float is the answer. So a row costs at most
+    ``2 passes + 66`` passes of O(n). Leaves ``best`` / ``arg`` (see :func:`_violation_pass`)
+    at the returned error."""
     n = ys.shape[0]
     e = 0.0
+    rmin = np.inf
+    ymin = np.inf
+    ymax = -np.inf
     for i in range(n):
         if lo_r > ys[i]:
             e = max(e, (lo_r - ys[i]) / rs[i])
         if ys[i] > hi_r:
             e = max(e, (ys[i] - hi_r) / rs[i])
-    while True:
-        for i in range(n):
-            best[i] = ys[i] - e * rs[i]
-            arg[i] = i
-        for i in range(n - 1, 0, -1):    # children before parents
-            p = parent_pos[i]
-            if p >= 0 and best[i] > best[p]:
-                best[p] = best[i]
-                arg[p] = arg[i]
-        nxt = e
-        for i in range(n):
-            if best[i] > ys[i] + e * rs[i]:
-                d = arg[i]
-                nxt = max(nxt, (ys[d] - ys[i]) / (rs[d] + rs[i]))
-        if nxt <= e:
-            return e
-        e = nxt
+        rmin = min(rmin, rs[i])
+        ymin = min(ymin, ys[i])
+        ymax = max(ymax, ys[i])
+    e, done = _dinkelbach(ys, rs, parent_pos, e, best, arg, passes)
+    if done or _violation_pass(ys, rs, parent_pos, e, best, arg) <= e:
+        return e
+    # e is rejected. Every pair's ratio is at most (ymax - ymin) / (2 rmin); doubling covers
+    # rounding.
+    high = max(e, 0.5 * (ymax - ymin) / rmin)
+    while _violation_pass(ys, rs, parent_pos, high, best, arg) > high:
+        high = 2.0 * high if high > 0.0 else 1.0
+    bits = np.empty(2)
+    ibits = bits.view(np.int64)      # the order of non-negative floats is that of their bits
+    bits[0] = e
+    bits[1] = high
+    lo_b, hi_b = ibits[0], ibits[1]
+    while hi_b - lo_b > 1:
+        ibits[0] = lo_b + (hi_b - lo_b) // 2
+        mid = bits[0]
+        if _violation_pass(ys, rs, parent_pos, mid, best, arg) > mid:
+            lo_b = ibits[0]
+        else:
+            hi_b = ibits[0]
+    ibits[0] = lo_b
+    ibits[1] = hi_b
+    e, done = _dinkelbach(ys, rs, parent_pos, bits[0], best, arg, passes)
+    if done:
+        return e
+    _violation_pass(ys, rs, parent_pos, bits[1], best, arg)
+    return bits[1]
 
 
 @njit(cache=True, nogil=True)
@@ -127,7 +189,7 @@ def linf_structure_rows(y, w, bnd, order, parent_pos, down, up, crit):
     low_arg = np.empty(n, dtype=idx_t)
     for b in range(n_rows):
         lo_r, hi_r = _load_row(y, w, b, bnd, order, ys, rs)
-        e = _optimal_error(ys, rs, parent_pos, lo_r, hi_r, best, arg)
+        e = _optimal_error(ys, rs, parent_pos, lo_r, hi_r, best, arg, int(bnd[4]))
         kind, ci, cj, top = 0, 0, 0, 0.0
         for i in range(n):
             if lo_r > ys[i] and (lo_r - ys[i]) / rs[i] > top:
@@ -153,7 +215,8 @@ def linf_structure_rows(y, w, bnd, order, parent_pos, down, up, crit):
 
 @njit(cache=True, nogil=True)
 def _linf_rows(y, w, bnd, order, parent_pos, x, blocks, fwork, iwork):
-    """Fit every row of ``y``; ``bnd`` is a float64 array ``[lo, hi, has_lo, has_hi]``.
+    """Fit every row of ``y``; ``bnd`` is a float64 array ``[lo, hi, has_lo, has_hi,
+    passes]`` (``passes``: Dinkelbach passes before the bisection, see :func:`_optimal_error`).
 
     ``y``: float64 (B, n). ``w``: float64 (Bw, n), Bw in {0 (unit weights), 1, B}.
     ``order`` / ``parent_pos``: the tree's breadth-first order and parent positions.
@@ -173,7 +236,7 @@ def _linf_rows(y, w, bnd, order, parent_pos, x, blocks, fwork, iwork):
     with_blocks = blocks.shape[0] > 0
     for b in range(n_rows):
         lo_r, hi_r = _load_row(y, w, b, bnd, order, ys, rs)
-        e = _optimal_error(ys, rs, parent_pos, lo_r, hi_r, best, arg)
+        e = _optimal_error(ys, rs, parent_pos, lo_r, hi_r, best, arg, int(bnd[4]))
         for i in range(n):                   # parents before children: U, the midpoint
             p = parent_pos[i]
             u = ys[i] + e * rs[i]
