@@ -333,6 +333,12 @@ def test_linf_against_exact_definition(problem, orientation, bounded):
     if bounded:
         lo, hi = np.quantile(y, [0.3, 0.8])
     x = treeiso.fit(y, parent, w, loss="linf", orientation=orientation, y_min=lo, y_max=hi)
+    assert_exact_linf(y, parent, w, x, orientation, lo, hi)
+
+
+def assert_exact_linf(y, parent, w, x, orientation, lo, hi):
+    """Each row's error is the exact optimum and its values the exact midpoints (to x's
+    rounding), and certify accepts the fit."""
     sign = 1 if orientation == "root_largest" else -1
     rlo, rhi = (lo, hi) if sign > 0 else (None if hi is None else -hi, None if lo is None else -lo)
     for r in range(y.shape[0]):
@@ -368,17 +374,7 @@ def test_linf_bisection_fallback_is_exact_too(problem, orientation, bounded, pas
         x = treeiso.fit(y, parent, w, loss="linf", orientation=orientation, y_min=lo, y_max=hi)
     finally:
         linf.DINKELBACH_PASSES = saved
-    sign = 1 if orientation == "root_largest" else -1
-    rlo, rhi = (lo, hi) if sign > 0 else (None if hi is None else -hi, None if lo is None else -lo)
-    for r in range(y.shape[0]):
-        wr = None if w is None else w[r]
-        e = exact_linf_fit(sign * y[r], parent, wr, rlo, rhi)[0]
-        wv = 1.0 if wr is None else wr
-        err = np.max(wv * np.abs(x[r] - y[r]))
-        ulps = 16 * EPS * np.max(wv * (np.abs(x[r]) + np.abs(y[r])))   # x's rounding
-        assert abs(err - float(e)) <= 1e-12 * float(e) + ulps
-    assert treeiso.certify(y, parent, x, w, loss="linf", orientation=orientation,
-                           y_min=lo, y_max=hi).optimal
+    assert_exact_linf(y, parent, w, x, orientation, lo, hi)
 
 
 def exact_distance_to_optima(y, parent, w, x, lo, hi, orientation):

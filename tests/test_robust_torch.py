@@ -168,6 +168,9 @@ def test_cuda_tensors_keep_their_device(loss, q):
 def test_bad_tensor_input():
     with pytest.raises(TypeError, match="pass both as tensors"):
         treeiso.fit(torch.zeros(3), [-1, 0, 0], [1.0, 1.0, 1.0], loss="l1")
+    with pytest.raises(TypeError, match="weights must be real numbers"):
+        treeiso.fit(torch.zeros(2), [-1, 0], torch.ones(2, dtype=torch.bool), loss="l1")
+    assert treeiso.fit(torch.tensor([0.0, 4.0]), [-1, 0], 2.0, loss="linf").tolist() == [2.0, 2.0]
     with pytest.raises(ValueError, match="NaN"):
         treeiso.fit(torch.tensor([0.0, float("nan")]), [-1, 0], loss="linf")
     with pytest.raises(ValueError, match="weights must be > 0"):
@@ -241,3 +244,23 @@ def test_objective_is_differentiable_and_checked():
         treeiso.objective(torch.ones(2), np.ones(2))
     with pytest.raises(ValueError, match="broadcast"):
         treeiso.objective([1.0, 2.0], [1.0, 1.0], [1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="broadcast"):
+        treeiso.objective(torch.ones(2), torch.ones(2), torch.ones(3))
+    with pytest.raises(ValueError, match="NaN"):
+        treeiso.objective(torch.ones(2), torch.tensor([1.0, float("nan")]))
+    with pytest.raises(ValueError, match="weights must be > 0"):
+        treeiso.objective(torch.ones(2), torch.ones(2), torch.tensor([1.0, 0.0]))
+    with pytest.raises(TypeError, match="real"):
+        treeiso.objective(torch.ones(2), torch.ones(2), torch.ones(2, dtype=torch.complex64))
+
+
+def test_objective_weights_follow_the_nodes_axis():
+    rng = np.random.default_rng(8)
+    y, x, w = rng.normal(size=(5, 3)), rng.normal(size=(5, 3)), rng.uniform(0.5, 2, (5, 1))
+    for loss, q in [("l2", None)] + LOSSES:
+        want = naive_objective(y.T, x.T, np.broadcast_to(w, y.shape).T, loss, q)
+        got = treeiso.objective(y, x, w, loss=loss, quantile=q, axis=0)
+        got_t = treeiso.objective(torch.tensor(y), torch.tensor(x), torch.tensor(w), loss=loss,
+                                  quantile=q, axis=0)
+        assert np.allclose(got, want, rtol=1e-13) and np.allclose(got_t.numpy(), want,
+                                                                  rtol=1e-13)

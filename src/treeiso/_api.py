@@ -16,6 +16,7 @@ from ._validation import (
     check_orientation,
     is_torch_tensor,
     nodes_last,
+    oriented_bounds,
     prepare_values,
     prepare_weights,
     reject_masked,
@@ -258,9 +259,7 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     if backend == "scipy":
         from ._scipy_ref import fit_rows, linf_fit_rows, quantile_fit_rows
 
-        lo, hi = bounds
-        if sign < 0:  # y_min <= x <= y_max  <=>  -y_max <= -x <= -y_min
-            lo, hi = (None if hi is None else -hi), (None if lo is None else -lo)
+        lo, hi = oriented_bounds(bounds, sign)
         if loss == "linf":
             x2, blocks = linf_fit_rows(y2, w, tree, lo, hi)
         elif level is None:

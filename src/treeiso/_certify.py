@@ -15,6 +15,7 @@ from ._validation import (
     finite_abs_max,
     check_orientation,
     is_torch_tensor,
+    oriented_bounds,
     prepare_values,
     prepare_weights,
 )
@@ -224,13 +225,11 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
     y2 = as_rows(y)
     x2 = as_rows(x)
     # Powers of two keep every sum in range (overflow-free, and tiny weights do not vanish).
-    lo, hi = bounds
     ey = max(value_exponent(y2), value_exponent(x2),
              *(value_exponent(np.array([abs(b)])) for b in bounds if b is not None))
     ew = weight_exponent(w)
     sign = -1.0 if orientation == "root_smallest" else 1.0
-    if sign < 0:  # y_min <= x <= y_max  <=>  -y_max <= -x <= -y_min
-        lo, hi = (None if hi is None else -hi), (None if lo is None else -lo)
+    lo, hi = oriented_bounds(bounds, sign)
     if ey or sign < 0:
         y2 = sign * np.ldexp(y2, -ey)
         x2 = sign * np.ldexp(x2, -ey)

@@ -33,6 +33,7 @@ import numpy as np
 
 from ._jit import INDEX, njit, scratch_caller
 from ._scaling import scale_rows
+from ._validation import oriented_bounds
 
 
 # Dinkelbach passes before a bisection takes over (2-6 passes are the rule; with the
@@ -45,13 +46,11 @@ def linf_inputs(y, w, amax, bounds, sign):
     already applied) and weights ``w`` scaled by powers of two (:func:`scale_rows`; ``amax``
     is max|y| or None) together with the bounds ``(lo, hi)`` (None: none), which enter the
     kernels (they change the optimal error), as their ``bnd`` argument."""
-    lo, hi = bounds
     if bounds != (None, None):
         amax = max(float(np.abs(y).max()) if amax is None else amax,
                    *(abs(v) for v in bounds if v is not None))
     y, w, ey = scale_rows(y, w, amax)
-    if sign < 0:  # y_min <= x <= y_max  <=>  -y_max <= -x <= -y_min
-        lo, hi = (None if hi is None else -hi), (None if lo is None else -lo)
+    lo, hi = oriented_bounds(bounds, sign)
     bnd = np.array([0.0 if lo is None else math.ldexp(lo, -ey),
                     0.0 if hi is None else math.ldexp(hi, -ey),
                     float(lo is not None), float(hi is not None), float(DINKELBACH_PASSES)])

@@ -4,12 +4,15 @@ import numpy as np
 
 from ._validation import (
     as_real_array,
+    as_rows,
     check_axis,
     check_loss,
     check_ndim,
     finite_abs_max,
-    first_bad,
     is_torch_tensor,
+    move_weights,
+    nodes_last,
+    prepare_weights,
 )
 
 __all__ = ["objective"]
@@ -82,28 +85,16 @@ def objective(values, x, weights=None, *, loss="l2", quantile=None, axis=-1):
     check_ndim(y.shape)
     if xa.shape != y.shape:
         raise ValueError(f"x has shape {xa.shape} but values has shape {y.shape}")
-    ax = check_axis(axis, y.ndim)
+    y, weights, ax = nodes_last(y, weights, axis)
+    xa = np.moveaxis(xa, ax, -1)
     finite_abs_max(y, "values")
     finite_abs_max(xa, "x")
-    w = None
-    if weights is not None:
-        w = as_real_array(weights, "weights")
-        try:
-            w = np.broadcast_to(w, y.shape)
-        except ValueError:
-            raise ValueError(f"weights of shape {np.shape(weights)} do not broadcast to "
-                             f"values of shape {y.shape}") from None
-        finite_abs_max(w, "weights")
-        if w.size and not (w > 0).all():
-            i = first_bad(~(w > 0))
-            raise ValueError(f"weights must be > 0, got {w[i]} at index {i}")
-        w = w.astype(np.float64, copy=False)
-    terms = _terms(y.astype(np.float64) - xa.astype(np.float64), loss, level, np.where)
-    if w is not None:
+    w = prepare_weights(weights, y.shape)        # (0 | 1 | rows, n), checked
+    terms = _terms(as_rows(y) - as_rows(xa), loss, level, np.where)
+    if w.shape[0]:
         terms = terms * w
-    if loss == "linf":
-        return terms.max(axis=ax, initial=0.0)
-    return terms.sum(axis=ax)
+    out = terms.max(axis=-1, initial=0.0) if loss == "linf" else terms.sum(axis=-1)
+    return out.reshape(y.shape[:-1])
 
 
 def _terms(r, loss, level, where):
@@ -120,38 +111,31 @@ def _terms(r, loss, level, where):
 def _objective_torch(values, x, weights, loss, level, axis):
     import torch
 
+    from ._torch_backend import _check_weights, _finite_abs_max, weight_tensor
+
     if x.shape != values.shape:
         raise ValueError(f"x has shape {tuple(x.shape)} but values has shape "
                          f"{tuple(values.shape)}")
     check_ndim(tuple(values.shape))
     ax = check_axis(axis, values.ndim)
-    for name, t in (("values", values), ("x", x), ("weights", weights)):
-        if t is not None:
-            if t.is_complex() or not (t.is_floating_point() or t.dtype in (
-                    torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8,
-                    torch.bool)):
-                raise TypeError(f"{name} must be real and numeric, got {t.dtype}")
-            if t.numel() and not bool(torch.isfinite(t).all()):
-                raise ValueError(f"{name} must be finite (it has NaN or infinite entries)")
-    if weights is not None and weights.numel() and not bool((weights > 0).all()):
-        raise ValueError("weights must be > 0")
+    weights = weight_tensor(weights, values)
+    for name, t in (("values", values), ("x", x)):
+        if t.is_complex():
+            raise TypeError(f"{name} must be real, got complex dtype {t.dtype}")
+        _finite_abs_max(t, name)
+    _check_weights(weights)
     dtype = torch.promote_types(values.dtype, x.dtype)
     if weights is not None:
+        weights = move_weights(weights, tuple(values.shape), ax)   # checks the broadcast
         dtype = torch.promote_types(dtype, weights.dtype)
     if not dtype.is_floating_point:
         dtype = torch.float64
     if dtype in (torch.float16, torch.bfloat16):
         dtype = torch.float32
-    terms = _terms(values.to(dtype) - x.to(dtype), loss, level, torch.where)
+    terms = _terms(values.movedim(ax, -1).to(dtype) - x.movedim(ax, -1).to(dtype), loss,
+                   level, torch.where)
     if weights is not None:
-        try:
-            terms = terms * weights.to(dtype)
-        except RuntimeError:
-            raise ValueError(f"weights of shape {tuple(weights.shape)} do not broadcast to "
-                             f"values of shape {tuple(values.shape)}") from None
-        if terms.shape != values.shape:
-            raise ValueError(f"weights of shape {tuple(weights.shape)} do not broadcast to "
-                             f"values of shape {tuple(values.shape)}")
+        terms = terms * weights.to(dtype)
     if loss == "linf":
-        return terms.amax(dim=ax) if terms.shape[ax] else terms.sum(dim=ax)
-    return terms.sum(dim=ax)
+        return terms.amax(dim=-1) if terms.shape[-1] else terms.sum(dim=-1)
+    return terms.sum(dim=-1)

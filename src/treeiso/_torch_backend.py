@@ -495,18 +495,8 @@ def _prepare(values: Tensor, weights, axis: int = -1):
     ax = check_axis(axis, values.ndim)
     out_dtype = values.dtype if values.is_floating_point() else torch.float64  # as NumPy
     work = out_dtype if out_dtype in (torch.float32, torch.float64) else torch.float32
+    weights = weight_tensor(weights, values)
     if weights is not None:
-        if _is_real_scalar(weights):  # a number, as NumPy accepts (one weight for all)
-            weights = torch.tensor(float(weights), dtype=torch.float64, device=values.device)
-        if not isinstance(weights, Tensor):
-            raise TypeError(
-                f"values is a torch.Tensor but weights is {type(weights).__name__}: "
-                "pass both as tensors")
-        if weights.device != values.device:
-            raise ValueError(
-                f"weights are on {weights.device} but values on {values.device}")
-        if weights.is_complex() or weights.dtype == torch.bool:
-            raise TypeError(f"weights must be real numbers, got dtype {weights.dtype}")
         weights = move_weights(weights, values.shape, ax)
     values = values.movedim(ax, -1)
     n = values.shape[-1]
@@ -524,6 +514,25 @@ def _prepare(values: Tensor, weights, axis: int = -1):
         else:
             w2 = torch.broadcast_to(w, values.shape).reshape(n_rows, n).contiguous()
     return y2, w2, out_dtype, ax
+
+
+def weight_tensor(weights, values: Tensor) -> Tensor | None:
+    """``weights`` for tensor ``values``: None, a tensor on their device with real entries, or
+    a real number as a 0-d float64 tensor (one weight for all, as NumPy accepts)."""
+    if weights is None:
+        return None
+    if _is_real_scalar(weights):
+        weights = torch.tensor(float(weights), dtype=torch.float64, device=values.device)
+    if not isinstance(weights, Tensor):
+        raise TypeError(
+            f"values is a torch.Tensor but weights is {type(weights).__name__}: "
+            "pass both as tensors")
+    if weights.device != values.device:
+        raise ValueError(
+            f"weights are on {weights.device} but values on {values.device}")
+    if weights.is_complex() or weights.dtype == torch.bool:
+        raise TypeError(f"weights must be real numbers, got dtype {weights.dtype}")
+    return weights
 
 
 def _is_real_scalar(obj) -> bool:

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from ._result import FitResult
-from ._validation import check_axis, move_weights
+from ._torch_backend import weight_tensor
+from ._validation import check_axis, move_weights, oriented_bounds
 
 
 def fit_robust_torch(values, tree, weights, *, loss, quantile, orientation, y_min, y_max,
@@ -26,7 +27,7 @@ def fit_robust_torch(values, tree, weights, *, loss, quantile, orientation, y_mi
     """:func:`treeiso.fit` for ``loss`` in ("l1", "quantile", "linf") on tensors."""
     from ._api import fit
 
-    w = _weights_tensor(weights, values)
+    w = weight_tensor(weights, values)
     res = fit(_host(values), tree, None if w is None else _host(w), loss=loss,
               quantile=quantile, orientation=orientation, y_min=y_min, y_max=y_max,
               return_blocks=True, axis=axis, threads=threads, check_finite=check_finite)
@@ -36,21 +37,9 @@ def fit_robust_torch(values, tree, weights, *, loss, quantile, orientation, y_mi
     grad = values.requires_grad or (w is not None and w.requires_grad)
     if grad and torch.is_grad_enabled():
         ax = check_axis(axis, values.ndim)
-        problem = _Problem(tree, loss, orientation, (y_min, y_max), ax, res, w)
+        problem = _Problem(tree, loss, orientation, (y_min, y_max), ax, res)
         x = _Piecewise.apply(values, w, x, problem)
     return FitResult(x, blocks) if return_blocks else x
-
-
-def _weights_tensor(weights, values):
-    if weights is None or isinstance(weights, torch.Tensor):
-        if weights is not None and weights.device != values.device:
-            raise ValueError(f"weights are on {weights.device} but values on {values.device}")
-        return weights
-    if isinstance(weights, (int, float, np.integer, np.floating)) and not isinstance(
-            weights, (bool, np.bool_)):
-        return torch.tensor(float(weights), dtype=torch.float64, device=values.device)
-    raise TypeError(f"values is a torch.Tensor but weights is {type(weights).__name__}: "
-                    "pass both as tensors")
 
 
 def _host(t):
@@ -63,13 +52,12 @@ class _Problem:
     """What the derivative of one fit needs: the data's layout and the constants of the
     piecewise linear expression (computed once, in the forward pass)."""
 
-    def __init__(self, tree, loss, orientation, bounds, ax, res, w):
+    def __init__(self, tree, loss, orientation, bounds, ax, res):
         self.tree, self.loss, self.ax = tree, loss, ax
         self.sign = 1.0 if orientation == "root_largest" else -1.0
         self.bounds = bounds
         self.x = torch.from_numpy(np.moveaxis(res.x, ax, -1).astype(np.float64))
         self.blocks = torch.from_numpy(np.ascontiguousarray(np.moveaxis(res.blocks, ax, -1)))
-        self.w_shape = None if w is None else tuple(w.shape)
 
     def rows(self, t):
         """``t`` (values' layout) as float64 rows (B, n), on its device, and the shape of
@@ -129,9 +117,7 @@ class _Problem:
         down, up, crit = self.down.to(dev), self.up.to(dev), self.crit.to(dev)
         ys = s * y2
         r = torch.ones_like(ys) if w2 is None else 1.0 / w2
-        lo, hi = self.bounds
-        if s < 0:
-            lo, hi = (None if hi is None else -hi), (None if lo is None else -lo)
+        lo, hi = oriented_bounds(self.bounds, s)
         lo_r = ys.amin(1, keepdim=True) if ys.shape[1] else ys[:, :1]
         hi_r = ys.amax(1, keepdim=True) if ys.shape[1] else ys[:, :1]
         if lo is not None:

@@ -135,6 +135,15 @@ def check_loss(loss, quantile):
     return q
 
 
+def oriented_bounds(bounds, sign):
+    """The bounds ``(lo, hi)`` (None: none) of the problem solved with the data multiplied by
+    ``sign``: ``y_min <= x <= y_max`` is ``-y_max <= -x <= -y_min``."""
+    lo, hi = bounds
+    if sign < 0:
+        return (None if hi is None else -hi), (None if lo is None else -lo)
+    return lo, hi
+
+
 def check_bounds(y_min, y_max):
     """Validate the bounds: None or real finite scalars with ``y_min <= y_max``."""
     out = []
