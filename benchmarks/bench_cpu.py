@@ -204,12 +204,24 @@ def bench_threads(res, args):
           f"{ts[2] * 1e3:.2f} ms, speed-up {ts[1] / ts[2]:.2f}", flush=True)
 
 
+def size_arguments(ap, shapes, max_n):
+    """The options every size sweep takes: ``--min-n``, ``--max-n``, ``--repeats``,
+    ``--shapes``."""
+    ap.add_argument("--min-n", type=float, default=1e2)
+    ap.add_argument("--max-n", type=float, default=max_n)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--shapes", nargs="+", default=list(shapes), choices=shapes)
+
+
+def decade_sizes(args):
+    """The powers of ten from ``args.min_n`` to ``args.max_n``."""
+    return [int(10**k) for k in range(int(np.log10(args.min_n)),
+                                      int(np.log10(args.max_n)) + 1)]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--min-n", type=float, default=1e2)
-    ap.add_argument("--max-n", type=float, default=1e7)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=SHAPES)
+    size_arguments(ap, SHAPES, max_n=1e7)
     ap.add_argument("--parts", nargs="+", default=["sizes", "memory"],
                     choices=["sizes", "threads", "memory"],
                     help="threads: the 1- vs 2-thread timings (kept in their own file, "
@@ -219,8 +231,7 @@ def main(argv=None):
     ap.add_argument("--out", default=str(HERE / "results" / "cpu.json"))
     args = ap.parse_args(argv)
 
-    sizes = [int(10**k) for k in range(int(np.log10(args.min_n)),
-                                       int(np.log10(args.max_n)) + 1)]
+    sizes = decade_sizes(args)
     res = Results(args.out, Path(args.out).stem, settings={
         "repeats": args.repeats, "sizes": sizes, "shapes": args.shapes,
         "values": "standard normal, unit weights", "parts": args.parts})

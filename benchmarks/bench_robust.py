@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from _record import Results
-from bench_cpu import make_parent, median_time
+from bench_cpu import decade_sizes, make_parent, median_time, size_arguments
 
 HERE = Path(__file__).resolve().parent
 SHAPES = ("chain", "random", "star", "broom")
@@ -51,11 +51,11 @@ def make_tree_parent(shape, n, rng):
 
 
 def objective(loss, y, x, w):
-    r = y - x
-    if loss == "linf":
-        return float(np.max(w * np.abs(r)))
-    q = 0.5 if loss == "l1" else QUANTILE
-    return float(np.sum(w * r * (q - (r < 0))))
+    """The loss of ``x`` (:func:`treeiso.objective`, at this benchmark's quantile level)."""
+    import treeiso
+
+    return float(treeiso.objective(y, x, w, loss=loss,
+                                   quantile=QUANTILE if loss == "quantile" else None))
 
 
 def highs_objective(loss, y, w, tree):
@@ -64,7 +64,9 @@ def highs_objective(loss, y, w, tree):
 
     if loss == "linf":
         return linf_lp(y, w, tree, float(y.min()), float(y.max()))[0]
-    return quantile_lp(y, w, tree, None, None, 0.5 if loss == "l1" else QUANTILE)[1]
+    if loss == "l1":   # the pinball loss at 1/2 is half the L1 loss
+        return 2.0 * quantile_lp(y, w, tree, None, None, 0.5)[1]
+    return quantile_lp(y, w, tree, None, None, QUANTILE)[1]
 
 
 def model_diagnostics_fit():
@@ -150,17 +152,13 @@ def targets(res):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--min-n", type=float, default=1e2)
-    ap.add_argument("--max-n", type=float, default=1e6)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=SHAPES)
+    size_arguments(ap, SHAPES, max_n=1e6)
     ap.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES)
     ap.add_argument("--lp-up-to", type=float, default=1e4,
                     help="time HiGHS up to this n (a solve of 1e4 nodes takes seconds)")
     ap.add_argument("--out", default=str(HERE / "results" / "robust.json"))
     args = ap.parse_args(argv)
-    sizes = [int(10**k) for k in range(int(np.log10(args.min_n)),
-                                       int(np.log10(args.max_n)) + 1)]
+    sizes = decade_sizes(args)
     res = Results(args.out, Path(args.out).stem, settings={
         "repeats": args.repeats, "sizes": sizes, "shapes": args.shapes,
         "losses": args.losses, "quantile": QUANTILE, "lp_up_to": int(args.lp_up_to),
