@@ -1,5 +1,5 @@
 """Exact in every regime: wide weight ranges, overflow, long brooms, tree kinds,
-masked arrays, both backends. Every case of the issue is here with an independent answer."""
+masked arrays, both backends. Every case is checked against an independent answer."""
 
 import numpy as np
 import pytest
@@ -55,7 +55,7 @@ def all_paths(y, tree, w):
     ([-0.46, 0.13, -1.76, 0.57, 0.82, 0.48], [5, 5, 1, 1, 1, -1],  # torch: 0/0 in the handle
      [1, 1, 1e16, 1, 1, 1e16]),
 ])
-def test_wide_weight_cases_of_the_issue(y, parent, w):
+def test_wide_weight_cases(y, parent, w):
     y, w = np.array(y, float), np.array(w, float)
     tree = treeiso.Tree(parent)
     ref = brute_force_fit(y, parent, w)

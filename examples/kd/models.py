@@ -235,7 +235,7 @@ def _cifar(depth, k=1):
 
 
 _W = [64, 128, 256, 512]
-_SPECS = {
+_RESNET_LAYOUTS = {
     "resnet8": _cifar(8), "resnet14": _cifar(14), "resnet20": _cifar(20), "resnet32": _cifar(32),
     "resnet44": _cifar(44), "resnet56": _cifar(56), "resnet110": _cifar(110),
     "resnet8x4": _cifar(8, 4), "resnet32x4": _cifar(32, 4),
@@ -249,7 +249,7 @@ _SPECS = {
 }
 _OTHER = {"densenet121": lambda nc: DenseNet((6, 12, 24, 16), 32, 4, 0.5, nc),
           "googlenet": lambda nc: GoogLeNet(nc)}
-MODEL_NAMES = sorted(list(_SPECS) + list(_OTHER)) + ["imagenet_resnet18", "imagenet_resnet34"]
+MODEL_NAMES = sorted(list(_RESNET_LAYOUTS) + list(_OTHER)) + ["imagenet_resnet18", "imagenet_resnet34"]
 
 
 def build_model(name: str, num_classes: int) -> nn.Module:
@@ -278,6 +278,6 @@ def build_model(name: str, num_classes: int) -> nn.Module:
             raise ValueError(f"unknown model {name!r}; choose from {MODEL_NAMES}")
     if key in _OTHER:
         return _OTHER[key](num_classes)
-    if key not in _SPECS:
+    if key not in _RESNET_LAYOUTS:
         raise ValueError(f"unknown model {name!r}; choose from {MODEL_NAMES}")
-    return ResNet(num_classes=num_classes, stem=stem, **_SPECS[key])
+    return ResNet(num_classes=num_classes, stem=stem, **_RESNET_LAYOUTS[key])
