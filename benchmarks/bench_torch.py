@@ -27,7 +27,8 @@ import torch
 
 import treeiso
 from _record import Results, time_threads
-from treeiso import _torch_backend as tb
+from treeiso import _torch_native as tn
+from treeiso._torch_ops import chain_op
 
 TOPK_SIZES = [(256, 100), (256, 1000), (4096, 1000)]
 CHAIN_SIZES = [(256, 1000), (16, 100_000)]
@@ -101,10 +102,10 @@ def bench_topk(res, device, repeats, quick):
             res.add(fam, c, "treeiso", t, rows=n_rows)
             t_sort = timer(lambda: torch.sort(y, -1), device, repeats)
             res.add(fam, c, "torch.sort (a floor, not a solver)", t_sort, rows=n_rows)
-            labc = tb._compact_labels(lab)
+            labc = tn.compact_labels(lab)
             native = {}
             for strategy in ("fixed_point", "sort"):
-                native[strategy] = timer(lambda: tb._broom_native(y, None, labc, strategy),
+                native[strategy] = timer(lambda: tn.broom_native(y, None, labc, strategy),
                                          device, repeats)
                 res.add(fam, c, f"treeiso native broom, {strategy.replace('_', ' ')}",
                         native[strategy], rows=n_rows)
@@ -161,7 +162,7 @@ def bench_chains(res, device, repeats, quick):
             order = torch.arange(n)
             if device.type != "cpu" or n <= 10_000:  # the CPU uses PAV; native is for GPUs
                 res.add(fam, n, "treeiso native chain",
-                        timer(lambda: tb._chain_op(y, None, order, True), device, repeats),
+                        timer(lambda: chain_op(y, None, order, True), device, repeats),
                         rows=n_rows)
             peer = "torchisotonic n/a"
             if torchisotonic is not None:
@@ -193,7 +194,7 @@ def main(argv=None):
         "device": torch.cuda.get_device_name(device) if device.type == "cuda"
         else platform.processor() or platform.machine(),
         "torch threads": torch.get_num_threads(), "repeats": repeats, "quick": args.quick,
-        "native broom strategy": tb._BROOM_STRATEGY})
+        "native broom strategy": tn.BROOM_STRATEGY})
     if "topk" in args.parts:
         bench_topk(res, device, repeats, args.quick)
     if "threads" in args.parts and device.type == "cpu":

@@ -11,7 +11,10 @@ from naive import brute_force_fit
 from strategies import problems
 
 torch = pytest.importorskip("torch")
-from treeiso import _torch_backend as tb  # noqa: E402
+from treeiso import _torch_native as tn  # noqa: E402
+from treeiso import _torch_ops as ops  # noqa: E402
+from treeiso._problem import solve_scaled  # noqa: E402
+from treeiso._torch_arrays import TORCH, max_exponent  # noqa: E402
 
 IRT = ("irt-pairing", "irt-leftist", "irt-binomial")
 
@@ -36,14 +39,15 @@ def all_paths(y, tree, w):
     w2 = None if w is None else torch.tensor(np.atleast_2d(w))
     if tree.kind == "chain" and tree.n:
         order = torch.as_tensor(tree.handle.astype(np.int64))
-        out["native/chain"] = tb._chain_op(y2, w2, order, True)[0].numpy().reshape(y.shape)
+        out["native/chain"] = ops.chain_op(y2, w2, order, True)[0].numpy().reshape(y.shape)
     if tree.kind in ("star", "broom"):
         lab = torch.as_tensor(tree.handle.astype(np.int64)).expand(y2.shape[0], -1)
+        labc = tn.compact_labels(lab.contiguous())
         for strategy in ("fixed_point", "sort"):
-            x, _ = tb._scaled(tb._broom_native, y2, w2, tb._compact_labels(lab.contiguous()),
-                              strategy)
+            x, _ = solve_scaled(TORCH, lambda ys, ws: tn.broom_native(ys, ws, labc, strategy),
+                                y2, w2, None, max_exponent(y2.dtype))
             out[f"native/broom-{strategy}"] = x.numpy().reshape(y.shape)
-        out["native/broom-op"] = tb._broom_op(y2, w2, lab.contiguous(), True)[0].numpy(
+        out["native/broom-op"] = ops.broom_op(y2, w2, lab.contiguous(), True)[0].numpy(
         ).reshape(y.shape)
     return out
 
@@ -74,7 +78,7 @@ def test_wide_weight_rows_topk(span):
     lab = np.stack([rng.permutation(c)[:2] for _ in range(rows)])
     x = treeiso.fit_topk(y, lab, w)
     xt = treeiso.fit_topk(torch.tensor(y), torch.tensor(lab), torch.tensor(w)).numpy()
-    xn = tb._broom_op(torch.tensor(y), torch.tensor(w), torch.tensor(lab), True)[0].numpy()
+    xn = ops.broom_op(torch.tensor(y), torch.tensor(w), torch.tensor(lab), True)[0].numpy()
     for b in range(rows):
         ref = brute_force_fit(y[b], treeiso.Tree.broom(c, lab[b]).parent, w[b])
         for name, got in (("numpy", x[b]), ("torch", xt[b]), ("native", xn[b])):
@@ -123,9 +127,9 @@ def test_overflow_is_computed(y, parent, w, expected):
 def test_overflow_float32_native():
     y = torch.tensor([[-1e38, 3e38, 3e38]], dtype=torch.float32)
     for native in (False, True):
-        x, _ = tb._broom_op(y, None, torch.tensor([[0]]), native)
+        x, _ = ops.broom_op(y, None, torch.tensor([[0]]), native)
         np.testing.assert_allclose(x.numpy(), 5e38 / 3, rtol=1e-6)
-        x, _ = tb._chain_op(y[:, :2], None, torch.tensor([0, 1]), native)
+        x, _ = ops.chain_op(y[:, :2], None, torch.tensor([0, 1]), native)
         np.testing.assert_allclose(x.numpy(), 1e38, rtol=1e-6)
 
 

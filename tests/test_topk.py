@@ -279,7 +279,7 @@ def test_hypothesis_torch_matches_numpy(case):
     x = treeiso.fit_topk(y, lab, w)
     yt, lt, wt = torch.tensor(y), torch.tensor(lab), torch.tensor(w)
     assert np.allclose(treeiso.fit_topk(yt, lt, wt).numpy(), x, rtol=1e-12, atol=1e-12)
-    from treeiso._torch_backend import _broom_op
+    from treeiso._torch_ops import broom_op as _broom_op
 
     xn, _ = _broom_op(yt[None], wt[None], lt[None], True)  # the device-native path, on CPU
     assert np.allclose(xn[0].numpy(), x, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(y).max()))

@@ -6,7 +6,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import treeiso  # noqa: E402
-from treeiso import _torch_backend as tb  # noqa: E402
+from treeiso import _torch_arrays as ta  # noqa: E402
+from treeiso import _torch_native as tn  # noqa: E402
+from treeiso import _torch_ops as ops  # noqa: E402
+from treeiso import _torch_runner as runner  # noqa: E402
 
 DEVICES = ["cpu", pytest.param("cuda", marks=[
     pytest.mark.cuda,
@@ -72,7 +75,7 @@ def test_batched_chains_against_core(native):
                         np.cumsum(rng.normal(size=(10, 50)), 1)])
     w = rng.integers(1, 5, size=y.shape).astype(float)
     ref = treeiso.fit(y, treeiso.Tree.chain(50), w, return_blocks=True)
-    x, top = tb._chain_op(torch.tensor(y), torch.tensor(w), torch.arange(50), native)
+    x, top = ops.chain_op(torch.tensor(y), torch.tensor(w), torch.arange(50), native)
     np.testing.assert_allclose(x.numpy(), ref.x, rtol=1e-12, atol=1e-12)
     assert np.array_equal(top.numpy(), ref.blocks)
 
@@ -80,25 +83,25 @@ def test_batched_chains_against_core(native):
 def test_native_chain_hands_long_cascades_to_host(monkeypatch):
     # Each round of parallel pooling absorbs one block: more rounds than allowed.
     n = 200
-    monkeypatch.setattr(tb, "_CHAIN_ROUNDS", 20)
-    monkeypatch.setattr(tb, "_CHAIN_ROUNDS_PER_BIT", 1)
+    monkeypatch.setattr(tn, "CHAIN_ROUNDS", 20)
+    monkeypatch.setattr(tn, "CHAIN_ROUNDS_PER_BIT", 1)
     y = np.r_[np.arange(n - 1, 0, -1.0), 10.0 * n][None]
     y = np.concatenate([y, np.zeros_like(y)])
     calls = []
-    host = tb._chain_host
+    host = runner.run_host
 
-    def spy(yh, wh, *args):
+    def spy(kernel, yh, wh, *args):
         calls.append(yh.shape[0])
-        return host(yh, wh, *args)
+        return host(kernel, yh, wh, *args)
 
-    monkeypatch.setattr(tb, "_chain_host", spy)
+    monkeypatch.setattr(runner, "run_host", spy)
     ref = treeiso.fit(y, treeiso.Tree.chain(n))
     w = np.random.default_rng(3).uniform(0.5, 2.0, size=(1, n))  # shared by both rows
     ref_w = treeiso.fit(y, treeiso.Tree.chain(n), w)
-    x, _ = tb._chain_op(torch.tensor(y), None, torch.arange(n), True)
+    x, _ = ops.chain_op(torch.tensor(y), None, torch.arange(n), True)
     assert calls == [1]  # only the long cascade went to the host
     np.testing.assert_allclose(x.numpy(), ref, rtol=1e-12)
-    x, _ = tb._chain_op(torch.tensor(y), torch.tensor(w), torch.arange(n), True)
+    x, _ = ops.chain_op(torch.tensor(y), torch.tensor(w), torch.arange(n), True)
     assert calls == [1, 1]
     np.testing.assert_allclose(x.numpy(), ref_w, rtol=1e-12)
 
@@ -108,8 +111,8 @@ def test_native_broom_matches_host_kernel():
     y = torch.tensor(rng.normal(size=(64, 30)))
     w = torch.tensor(np.exp(rng.normal(size=(64, 30)) * 2))
     lab = torch.tensor(rng.integers(-1, 30, size=(64, 4)))
-    xh, th = tb._broom_op(y, w, lab, False)
-    xn, tn = tb._broom_op(y, w, lab, True)
+    xh, th = ops.broom_op(y, w, lab, False)
+    xn, tn = ops.broom_op(y, w, lab, True)
     torch.testing.assert_close(xn, xh, rtol=1e-12, atol=1e-12)
     assert torch.equal(tn, th)
 
@@ -125,20 +128,20 @@ def test_broom_sort_strategy_and_fallback(wkind, monkeypatch):
     ref = treeiso.fit_topk(y, lab.numpy(), w)
     yt = torch.tensor(y)
     wt = None if w is None else torch.tensor(w)
-    labc = tb._compact_labels(lab)
-    xs, _ = tb._broom_native(yt, wt, labc, "sort")
+    labc = tn.compact_labels(lab)
+    xs, _ = tn.broom_native(yt, wt, labc, "sort")
     torch.testing.assert_close(xs, torch.tensor(ref), rtol=1e-12, atol=1e-12)
     # No fixed-point round allowed: the native path must fall back to the sort.
     calls = []
-    native = tb._broom_native
+    native = tn.broom_native
 
     def spy(*args):
         calls.append(args[3] if len(args) > 3 else None)
         return native(*args)
 
-    monkeypatch.setattr(tb, "_BROOM_ROUNDS", 0)
-    monkeypatch.setattr(tb, "_broom_native", spy)
-    xf, _ = tb._broom_op(yt, wt, lab, True)
+    monkeypatch.setattr(tn, "BROOM_ROUNDS", 0)
+    monkeypatch.setattr(tn, "broom_native", spy)
+    xf, _ = ops.broom_op(yt, wt, lab, True)
     assert calls == [None, "sort"]  # the op's call, then the fallback's
     torch.testing.assert_close(xf, torch.tensor(ref), rtol=1e-12, atol=1e-12)
 
@@ -150,7 +153,7 @@ def test_shared_weight_row_values_and_gradients():
         y = torch.randn(3, tree.n, generator=g, dtype=torch.float64, requires_grad=True)
         w = (torch.rand(tree.n, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
         ref = treeiso.fit(y.detach().numpy(), tree, w.detach().numpy())
-        assert tb._prepare(y, w)[1].shape == (1, tree.n)
+        assert ta.tensor_problem(y, w, -1, "root_largest", (None, None)).w.shape == (1, tree.n)
         np.testing.assert_allclose(treeiso.fit(y, tree, w).detach().numpy(), ref,
                                    rtol=1e-12, atol=1e-12)
         assert torch.autograd.gradcheck(lambda y, w: treeiso.fit(y, tree, w), (y, w))
@@ -158,9 +161,9 @@ def test_shared_weight_row_values_and_gradients():
     y = torch.randn(3, 7, generator=g, dtype=torch.float64, requires_grad=True)
     w = (torch.rand(1, 7, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
     for native in (False, True):
-        assert torch.autograd.gradcheck(lambda y, w: tb._broom_op(y, w, lab, native)[0], (y, w))
+        assert torch.autograd.gradcheck(lambda y, w: ops.broom_op(y, w, lab, native)[0], (y, w))
         assert torch.autograd.gradcheck(
-            lambda y, w: tb._chain_op(y, w, torch.arange(7), native)[0], (y, w))
+            lambda y, w: ops.chain_op(y, w, torch.arange(7), native)[0], (y, w))
 
 
 def test_float32_topk_agrees_with_float64():
@@ -168,8 +171,8 @@ def test_float32_topk_agrees_with_float64():
     y = torch.randn(64, 1000, generator=g) * 3 + 1000
     lab = torch.stack([torch.randperm(1000, generator=g)[:2] for _ in range(64)])
     for native in (False, True):
-        x32, _ = tb._broom_op(y, None, lab, native)
-        x64, _ = tb._broom_op(y.double(), None, lab, native)
+        x32, _ = ops.broom_op(y, None, lab, native)
+        x64, _ = ops.broom_op(y.double(), None, lab, native)
         assert ((x32.double() - x64).abs() / x64.abs()).max() < 1e-6
 
 
@@ -194,7 +197,7 @@ def test_gradcheck_topk(device, native):
     y = torch.randn(5, 7, generator=g, dtype=torch.float64).to(device).requires_grad_()
     w = (torch.rand(5, 7, generator=g, dtype=torch.float64) + 0.5).to(device).requires_grad_()
     lab = torch.tensor([[0, 2], [1, -1], [3, 3], [6, 4], [-1, -1]], device=device)
-    assert torch.autograd.gradcheck(lambda y, w: tb._broom_op(y, w, lab, native)[0], (y, w))
+    assert torch.autograd.gradcheck(lambda y, w: ops.broom_op(y, w, lab, native)[0], (y, w))
     assert torch.autograd.gradcheck(lambda y: treeiso.fit_topk(y, lab), (y,))
 
 
@@ -222,12 +225,12 @@ def test_opcheck(device):
     order = torch.from_numpy(np.array(tree.order))
     parent_pos = torch.from_numpy(np.array(tree.parent_pos))
     for native in (False, True):
-        torch.library.opcheck(tb._broom_op, (y, w, lab, native))
-        torch.library.opcheck(tb._broom_op, (y, w1, lab, native))
-        torch.library.opcheck(tb._chain_op, (y, None, torch.tensor([2, 0, 1, 5, 4, 3]), native))
-        torch.library.opcheck(tb._chain_op, (y, w, torch.arange(6), native))
-    torch.library.opcheck(tb._tree_op, (y, w, order, parent_pos, "irt-pairing"))
-    torch.library.opcheck(tb._tree_op, (y, w1, order, parent_pos, "irt-leftist"))
+        torch.library.opcheck(ops.broom_op, (y, w, lab, native))
+        torch.library.opcheck(ops.broom_op, (y, w1, lab, native))
+        torch.library.opcheck(ops.chain_op, (y, None, torch.tensor([2, 0, 1, 5, 4, 3]), native))
+        torch.library.opcheck(ops.chain_op, (y, w, torch.arange(6), native))
+    torch.library.opcheck(ops.tree_op, (y, w, order, parent_pos, "irt-pairing"))
+    torch.library.opcheck(ops.tree_op, (y, w1, order, parent_pos, "irt-leftist"))
 
 
 def test_compile_parity():
@@ -321,5 +324,5 @@ if given is not None:
         w = (np.ones_like(y) if wkind == "one"
              else rng.choice([1e-4, 1.0, 1e4], size=y.shape))
         ref = treeiso.fit(y, treeiso.Tree.chain(y.shape[1]), w)
-        x, top = tb._chain_op(torch.tensor(y), torch.tensor(w), torch.arange(y.shape[1]), True)
+        x, top = ops.chain_op(torch.tensor(y), torch.tensor(w), torch.arange(y.shape[1]), True)
         np.testing.assert_allclose(x.numpy(), ref, rtol=1e-9, atol=1e-9 * np.abs(y).max())

@@ -1,26 +1,11 @@
 """The public entry point :func:`fit`: validate once, resolve the kernel, run a backend."""
 
-import numpy as np
-
 from ._dispatch import BACKENDS, resolve, resolve_robust, tree_arrays
+from ._numba_backend import check_threads, solve
+from ._problem import finish, numpy_problem, restore_blocks
 from ._result import FitResult
-from ._numba_backend import check_threads, n_threads, run_kernel
-from ._scaling import scale_rows
 from ._tree import Tree, as_tree
-from ._validation import (
-    as_rows,
-    finite_abs_max,
-    bounds_in_range,
-    check_bounds,
-    check_loss,
-    check_orientation,
-    is_torch_tensor,
-    nodes_last,
-    oriented_bounds,
-    prepare_values,
-    prepare_weights,
-    reject_masked,
-)
+from ._validation import check_bounds, check_loss, check_orientation, is_torch_tensor
 
 __all__ = ["fit", "FitResult"]
 
@@ -237,62 +222,15 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
             "values is a NumPy array but weights is a torch.Tensor: pass both "
             "as NumPy arrays or both as tensors"
         )
-    reject_masked(values, "values")
-    reject_masked(weights, "weights")
-    y, weights, ax = nodes_last(np.asarray(values), weights, axis)
-    y, out_dtype = prepare_values(y, tree.n, check=False)
-    bounds = bounds_in_range(bounds, float(np.finfo(out_dtype).max), out_dtype)
-    # The finiteness scan also yields max|y| (or None), which the range scaling below reuses.
-    amax = finite_abs_max(y, "values") if check_finite else None
-    w = prepare_weights(weights, y.shape, check_finite)
-    y2 = as_rows(y)
-    sign = 1.0 if orientation == "root_largest" else -1.0
-    if sign < 0:
-        y2 = -y2
-    n_rows, n = y2.shape
-    if level is not None and sign < 0:
-        # rho_q(y - x) = rho_{1-q}((-y) - (-x)), and the smallest optimum of the original
-        # problem is minus the largest of the negated one
-        level, largest = 1.0 - level, 1.0
-    else:
-        largest = 0.0
+    p = numpy_problem(values, weights, tree.n, axis=axis, orientation=orientation,
+                      bounds=bounds, check_finite=check_finite)
     if backend == "scipy":
-        from ._scipy_ref import fit_rows, linf_fit_rows, quantile_fit_rows
+        from ._scipy_ref import solve as scipy_solve
 
-        lo, hi = oriented_bounds(bounds, sign)
-        if loss == "linf":
-            x2, blocks = linf_fit_rows(y2, w, tree, lo, hi)
-        elif level is None:
-            x2, blocks = fit_rows(y2, w, tree, lo, hi)  # solves the bounded problem itself
-        else:
-            x2, blocks = quantile_fit_rows(y2, w, tree, lo, hi, level, largest > 0)
+        x, blocks = scipy_solve(p, tree, loss, level)
+        x = finish(p, x, clip=False)  # the reference solves the bounded problem itself
     else:
-        x2 = np.empty((n_rows, n))
-        blocks = np.empty((n_rows if return_blocks else 0, n), dtype=np.int64)
-        ey = 0
-        if n_rows and n:
-            args = tree_arrays(kernel, tree)
-            if kernel == "linf":
-                from ._linf import linf_inputs
-
-                y2, w, ey, bnd = linf_inputs(y2, w, amax, bounds, sign)
-                args = (bnd,) + args
-            else:
-                y2, w, ey = scale_rows(y2, w, amax)  # powers of two: overflow-free kernels
-            if kernel == "quantile":
-                args = (np.array([level, largest]),) + args
-            nt = n_threads(threads, n_rows, n)
-            run_kernel(kernel, y2, w, args, x2, blocks, nt)
-        if ey:
-            np.ldexp(x2, ey, out=x2)
-    if sign < 0:
-        np.negative(x2, out=x2)
-    if bounds != (None, None) and backend != "scipy":
-        np.clip(x2, bounds[0], bounds[1], out=x2)
-    x = x2.reshape(y.shape).astype(out_dtype, copy=False)
-    if ax != y.ndim - 1:
-        x = np.moveaxis(x, -1, ax)
-    if return_blocks:
-        blocks = blocks.reshape(y.shape)
-        return FitResult(x, blocks if ax == y.ndim - 1 else np.moveaxis(blocks, -1, ax))
-    return x
+        x, blocks, _ = solve(p, kernel, tree_arrays(kernel, tree), threads, return_blocks,
+                             level)
+        x = finish(p, x)
+    return FitResult(x, restore_blocks(p, blocks)) if return_blocks else x

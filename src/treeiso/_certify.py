@@ -5,19 +5,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._scaling import value_exponent, weight_exponent
+from ._problem import numpy_problem
+from ._scaling import value_exponent, value_exponent_of, weight_exponent
 from ._tree import as_tree
 from ._validation import (
     as_real_array,
     as_rows,
     check_bounds,
     check_loss,
-    finite_abs_max,
     check_orientation,
+    finite_abs_max,
     is_torch_tensor,
     oriented_bounds,
-    prepare_values,
-    prepare_weights,
 )
 
 __all__ = ["certify", "Certificate"]
@@ -214,24 +213,22 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
         raise ValueError(f"rtol must be > 0, got {rtol}")
     tree = as_tree(tree)
     eps = max(_precision(values), _precision(solution))
-    y, _ = prepare_values(_to_numpy(values), tree.n)
+    p = numpy_problem(_to_numpy(values), _to_numpy(weights), tree.n, axis=-1,
+                      orientation=orientation, bounds=(None, None), check_finite=True)
     x = as_real_array(_to_numpy(solution), "solution")
-    if x.shape != y.shape:
-        raise ValueError(
-            f"solution has shape {x.shape} but values has shape {y.shape}"
-        )
+    if x.shape != p.shape:
+        raise ValueError(f"solution has shape {x.shape} but values has shape {p.shape}")
     finite_abs_max(x, "solution")
-    w = prepare_weights(_to_numpy(weights), y.shape)
-    y2 = as_rows(y)
+    y2, w, sign = p.y, p.w, p.sign
     x2 = as_rows(x)
     # Powers of two keep every sum in range (overflow-free, and tiny weights do not vanish).
-    ey = max(value_exponent(y2), value_exponent(x2),
-             *(value_exponent(np.array([abs(b)])) for b in bounds if b is not None))
+    ey = max(value_exponent(y2, p.amax), value_exponent(x2),
+             *(value_exponent_of(abs(b)) for b in bounds if b is not None))
     ew = weight_exponent(w)
-    sign = -1.0 if orientation == "root_smallest" else 1.0
     lo, hi = oriented_bounds(bounds, sign)
+    if ey:
+        y2 = np.ldexp(y2, -ey)
     if ey or sign < 0:
-        y2 = sign * np.ldexp(y2, -ey)
         x2 = sign * np.ldexp(x2, -ey)
     lo_s = 0.0 if lo is None else math.ldexp(lo, -ey)
     hi_s = 0.0 if hi is None else math.ldexp(hi, -ey)
@@ -279,5 +276,5 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
         complementary_slackness=float(worst[2]),
         stationarity=float(worst[3]),
         gap=float(worst[4]),
-        optimal_rows=ok.reshape(y.shape[:-1]),
+        optimal_rows=ok.reshape(p.shape[:-1]),
     )

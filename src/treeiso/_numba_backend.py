@@ -14,6 +14,7 @@ import threading
 import numpy as np
 
 from . import _dispatch
+from ._problem import NUMPY, oriented_level, solve_scaled
 
 # A thread is worth starting only for this many elements (rows x n) of work: below it the
 # hand-off (tens of microseconds) costs more than it saves.
@@ -129,3 +130,36 @@ def run_kernel(kernel, y, w, tree_args, x, blocks, threads):
                         (y, w, labels, x, blocks), (), threads)
     return run_rows(lambda y_, w_, x_, b_, *tree: fn(y_, w_, *tree, x_, b_),
                     (y, w, x, blocks), tree_args, threads)
+
+
+def solve(p, kernel, tree_args, threads=None, want_blocks=False, level=None):
+    """Run ``kernel`` on the rows of :class:`treeiso._problem.Problem` ``p`` (NumPy), scaled by
+    powers of two when the data nears the float limits. ``tree_args``: from
+    :func:`treeiso._dispatch.tree_arrays`; ``level``: the quantile level (quantile kernel).
+
+    Returns ``(x, blocks, finite)``: the fitted rows (``p.y``'s dtype, still multiplied by
+    ``p.sign``), the blocks ((0, n) unless ``want_blocks``) and the kernel's per-chunk results
+    (the broom kernel's: whether every value it read was finite)."""
+    y, w = p.y, p.w
+    n_rows, n = y.shape
+    x = np.empty(y.shape, y.dtype)
+    blocks = np.empty((n_rows if want_blocks else 0, n), dtype=np.int64)
+    if not (n_rows and n):
+        return x, blocks, [True]
+    nt = n_threads(threads, n_rows, n)
+    if kernel == "linf":  # the bounds enter the kernel, and its scaling
+        from ._linf import linf_inputs
+
+        y, w, ey, bnd = linf_inputs(y, w, p.amax, p.bounds, p.sign)
+        finite = run_kernel(kernel, y, w, (bnd,) + tree_args, x, blocks, nt)
+        if ey:
+            np.ldexp(x, ey, out=x)
+        return x, blocks, finite
+    if kernel == "quantile":
+        tree_args = (np.array(oriented_level(level, p.sign)),) + tree_args
+
+    def run(ys, ws):
+        return x, run_kernel(kernel, ys, ws, tree_args, x, blocks, nt)
+
+    x, finite = solve_scaled(NUMPY, run, y, w, p.amax)
+    return x, blocks, finite

@@ -111,7 +111,7 @@ def _terms(r, loss, level, where):
 def _objective_torch(values, x, weights, loss, level, axis):
     import torch
 
-    from ._torch_backend import _check_weights, _finite_abs_max, weight_tensor
+    from ._torch_arrays import check_weights, finite_abs_max, weight_tensor
 
     if x.shape != values.shape:
         raise ValueError(f"x has shape {tuple(x.shape)} but values has shape "
@@ -122,8 +122,8 @@ def _objective_torch(values, x, weights, loss, level, axis):
     for name, t in (("values", values), ("x", x)):
         if t.is_complex():
             raise TypeError(f"{name} must be real, got complex dtype {t.dtype}")
-        _finite_abs_max(t, name)
-    _check_weights(weights)
+        finite_abs_max(t, name)
+    check_weights(weights)
     dtype = torch.promote_types(values.dtype, x.dtype)
     if weights is not None:
         weights = move_weights(weights, tuple(values.shape), ax)   # checks the broadcast

@@ -29,7 +29,6 @@ def safe_exponent(maxexp):
 
 _Y_HI = _W_HI = safe_exponent(1024)
 _Y_LO = _W_LO = -_Y_HI
-_T_LO, _T_HI = 2.0 ** (2 * _Y_LO), 2.0 ** (2 * _Y_HI)
 
 
 def exponent_of(a):
@@ -48,56 +47,86 @@ def _kernels():
     return _finite
 
 
-def value_exponent(y, hi=_Y_HI, lo=_Y_LO, amax=None):
-    """e such that ``y / 2**e`` is in the safe range; 0 when ``y`` (finite) already is.
+def in_safe_range(a, maxexp=1024):
+    """Whether ``a`` (a magnitude or a total of weights) lies in the safe range of a float
+    type whose largest exponent is ``maxexp``: ``2**-s <= a <= 2**s``, ``s`` its
+    :func:`safe_exponent` (False for NaN)."""
+    if maxexp == 1024:
+        return _A_LO <= a <= _A_HI
+    hi = safe_exponent(maxexp)
+    return 2.0**-hi <= a <= 2.0**hi
 
-    ``amax``: ``max|y|`` when the caller knows it (its finiteness scan computed it), so that
-    the data is not read again."""
-    if y.size == 0:
+
+def value_exponent_of(amax, maxexp=1024):
+    """The exponent ``e`` that brings data of largest magnitude ``amax`` into the safe range
+    of a float type whose largest exponent is ``maxexp`` (``y / 2**e``); 0 when it already is
+    there, when ``amax`` is 0, and when it is not finite (the caller's check reports that)."""
+    if in_safe_range(amax, maxexp):
         return 0
-    if amax is None:
-        v = y.reshape(-1)
-        if not (v.dtype.char in "fd" and v.dtype.isnative and v.flags.c_contiguous):
-            v = np.ascontiguousarray(v, dtype=np.float64)
-        amax = _kernels().abs_max(v)
-    a = amax
-    if (_A_LO if lo == _Y_LO else 2.0**lo) <= a <= (_A_HI if hi == _Y_HI else 2.0**hi):
+    if not math.isfinite(amax) or amax == 0.0:
         return 0
-    if not math.isfinite(a) or a == 0.0:
-        return 0  # (non-finite data is reported by the caller's own check)
-    return exponent_of(a)
+    return exponent_of(amax)
 
 
 # Scaled weights keep at least 30 bits: a subnormal weight is still exact to 2**-30 there.
 _W_MIN = math.ldexp(1.0, -1074 + 30)
 
 
-def weight_exponent(w, hi=_W_HI, lo=_W_LO, smallest=_W_MIN):
-    """e such that ``w / 2**e`` (positive, finite) sums into the safe range; 0 if it does.
+def weight_exponent_of(total, count, largest, smallest, maxexp=1024, keep=_W_MIN,
+                       dtype="float64"):
+    """The exponent ``e`` that brings ``count`` positive finite weights of sum ``total`` into
+    the safe range (``w / 2**e``); 0 when they are in it. ``largest`` and ``smallest`` are
+    callables returning the largest and the smallest weight (called only out of range).
 
-    Raises ValueError when a scaled weight would lose more than 23 of its 53 bits: weights
-    whose total overflows (or exceeds 2**307) and spans more than 2**1044 of the smallest.
-    """
+    Raises ValueError when a scaled weight would fall below ``keep`` (the smallest value of
+    the type times 2**30: 30 bits kept), that is when the total overflows (or leaves the safe
+    range) and the weights span more than ``total / keep``."""
+    if in_safe_range(total, maxexp):
+        return 0
+    if math.isinf(total):  # the total overflowed: bound it by max * size
+        e = exponent_of(float(largest())) + max(count - 1, 1).bit_length()
+    else:
+        e = exponent_of(total)
+    if e > 0:
+        small = float(smallest())
+        if math.ldexp(small, -e) < keep:
+            bits = 1 - math.frexp(keep)[1]
+            raise ValueError(
+                f"weights span too wide a range for {dtype}: their total is too large to use "
+                f"as it is, and scaled down the smallest, {small!r}, would underflow; treeiso "
+                f"supports a ratio total/smallest of up to 2**{bits} (about "
+                f"1e{round(bits * math.log10(2))}) there: rescale the weights")
+    return e
+
+
+def value_abs_max(y):
+    """``max|y|`` of a NumPy array (NaN or inf when an entry is; 0.0 when empty)."""
+    v = y.reshape(-1)
+    if not (v.dtype.char in "fd" and v.dtype.isnative and v.flags.c_contiguous):
+        v = np.ascontiguousarray(v, dtype=np.float64)
+    return _kernels().abs_max(v)
+
+
+def value_exponent(y, amax=None):
+    """:func:`value_exponent_of` for a NumPy array ``y`` (finite, float64 ranges).
+
+    ``amax``: ``max|y|`` when the caller knows it (its finiteness scan computed it), so that
+    the data is not read again."""
+    if y.size == 0:
+        return 0
+    return value_exponent_of(value_abs_max(y) if amax is None else amax)
+
+
+def weight_exponent(w):
+    """:func:`weight_exponent_of` for a NumPy array of positive finite weights (float64)."""
     if w.size == 0:
         return 0
     v = w.reshape(-1)
     if not (v.dtype.char == "d" and v.dtype.isnative and v.flags.c_contiguous):
         v = np.ascontiguousarray(v, dtype=np.float64)
     # A compiled sum: no np.errstate to enter and leave (it was most of this check's cost).
-    t = _kernels().total(v)
-    if (_A_LO if lo == _W_LO else 2.0**lo) <= t <= (_A_HI if hi == _W_HI else 2.0**hi):
-        return 0
-    if math.isinf(t):  # the total overflowed: bound it by max * size
-        e = exponent_of(float(np.max(v))) + max(v.size - 1, 1).bit_length()
-    else:
-        e = exponent_of(t)
-    small = float(np.min(v))
-    if e > 0 and math.ldexp(small, -e) < smallest:
-        raise ValueError(
-            f"weights span too wide a range: their total is too large to use as it is, and "
-            f"scaled down the smallest, {small!r}, would underflow; treeiso supports a ratio "
-            "total/smallest of up to 2**1044 (about 1e314) there: rescale the weights")
-    return e
+    return weight_exponent_of(_kernels().total(v), v.size, lambda: np.max(v),
+                              lambda: np.min(v))
 
 
 def scale_rows(y, w, amax=None):

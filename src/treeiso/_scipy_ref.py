@@ -388,3 +388,19 @@ def linf_fit_rows(y, w, tree, lo, hi):
         x[b] = mid + spread * xb
         blocks[b] = top
     return x, blocks
+
+
+def solve(p, tree, loss, level):
+    """The reference fit of :class:`treeiso._problem.Problem` ``p`` (rows oriented
+    root_largest, bounds honoured): ``(x, blocks)`` for ``loss`` ("l2", "l1", "quantile",
+    "linf"; ``level``: the quantile level of the two middle ones)."""
+    from ._problem import oriented_level
+    from ._validation import oriented_bounds
+
+    lo, hi = oriented_bounds(p.bounds, p.sign)
+    if loss == "linf":
+        return linf_fit_rows(p.y, p.w, tree, lo, hi)
+    if level is None:
+        return fit_rows(p.y, p.w, tree, lo, hi)
+    level, largest = oriented_level(level, p.sign)
+    return quantile_fit_rows(p.y, p.w, tree, lo, hi, level, largest > 0)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba_backend import check_threads, n_threads, run_kernel
-from ._scaling import scale_rows
+import math
+
+from ._numba_backend import check_threads, solve
+from ._problem import finish, numpy_problem
 from ._validation import (
-    as_rows,
-    bounds_in_range,
     check_bounds,
+    check_label_range,
     check_orientation,
+    finite_abs_max,
     is_torch_tensor,
-    nodes_last,
-    prepare_values,
-    prepare_weights,
     reject_masked,
 )
 
@@ -106,54 +105,36 @@ def fit_topk(values, labels, weights=None, *, orientation="root_largest", y_min=
     if is_torch_tensor(labels) or is_torch_tensor(weights):
         raise TypeError("values is not a torch.Tensor but labels or weights are: pass all "
                         "as NumPy arrays or all as tensors")
-    reject_masked(values, "values")
-    arr, weights, ax = nodes_last(np.asarray(values), weights, axis)
     # NaN and infinity are caught by the kernel's own pass (no separate scan of the data).
-    y, out_dtype = prepare_values(arr, arr.shape[-1], check=False)
-    c = y.shape[-1]
-    bounds = bounds_in_range(bounds, float(np.finfo(out_dtype).max), out_dtype)
+    p = numpy_problem(values, weights, None, axis=axis, orientation=orientation,
+                      bounds=bounds, check_finite=check_finite, row_dtype=None,
+                      scan_values=False)
+    labels = broom_labels(labels, p.shape)
+    x, _, finite = solve(p, "broom", (labels,), threads)
+    if check_finite and not all(finite):
+        finite_abs_max(p.y.reshape(p.shape), "values")  # names the first bad entry
+    return finish(p, x)
+
+
+def broom_labels(labels, shape):
+    """``labels`` of :func:`fit_topk` for values of (nodes-last) ``shape``, checked (integers,
+    broadcastable, in range), as the broom kernel's (B, k) int64 handles (see
+    :func:`compact_labels`)."""
     reject_masked(labels, "labels")
     lab = np.asarray(labels)
     if lab.dtype.kind not in "iu":
         raise TypeError(f"labels must be integers, got dtype {lab.dtype}")
     if lab.ndim == 0:
         lab = lab.reshape(1)
-    lead = y.shape[:-1]
+    lead = shape[:-1]
     try:
         lab = np.broadcast_to(lab, lead + lab.shape[-1:])
     except ValueError:
-        raise ValueError(f"labels of shape {lab.shape} do not fit values of shape {y.shape}: "
+        raise ValueError(f"labels of shape {lab.shape} do not fit values of shape {shape}: "
                          f"expected (..., k) with ... = {lead}") from None
     if lab.size:
-        lo, hi = int(lab.min()), int(lab.max())
-        if lo < -1 or hi >= c:
-            raise ValueError(f"labels must be class indices in [0, {c}) or -1 (padding), "
-                             f"got {lo if lo < -1 else hi}")
-    w2 = prepare_weights(weights, y.shape, check_finite)  # float64 (Bw, c), Bw in {0, 1, B}
-    # float32 rows stay float32 (half the memory traffic); the kernel sums in float64.
-    y2 = as_rows(y, np.float32 if y.dtype == np.float32 else np.float64)
-    sign = 1.0 if orientation == "root_largest" else -1.0
-    if sign < 0:  # every constraint reversed: fit -y, negate
-        y2 = -y2
-    lab2 = compact_labels(lab.reshape(y2.shape[0], lab.shape[-1]))
-    x = np.empty_like(y2)
-    n_rows = y2.shape[0]
-    y2, w2, ey = scale_rows(y2, w2)  # powers of two: overflow-free kernel
-    if n_rows and c:
-        nt = n_threads(threads, n_rows, c)
-        finite = run_kernel("broom", y2, w2, (lab2,), x, np.empty((0, c), np.int64), nt)
-        if check_finite and not all(finite):
-            from ._validation import finite_abs_max
-
-            finite_abs_max(y, "values")  # names the first bad entry
-    if sign < 0:
-        np.negative(x, out=x)
-    if ey:
-        np.ldexp(x, ey, out=x)
-    if bounds != (None, None):
-        np.clip(x, bounds[0], bounds[1], out=x)
-    x = x.reshape(y.shape).astype(out_dtype, copy=False)
-    return x if ax == arr.ndim - 1 else np.moveaxis(x, -1, ax)
+        check_label_range(int(lab.min()), int(lab.max()), shape[-1])
+    return compact_labels(lab.reshape(math.prod(lead), lab.shape[-1]))
 
 
 def compact_labels(lab):

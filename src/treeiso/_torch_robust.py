@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ._result import FitResult
-from ._torch_backend import weight_tensor
+from ._torch_arrays import weight_tensor
 from ._validation import check_axis, move_weights, oriented_bounds
 
 

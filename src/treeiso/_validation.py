@@ -56,6 +56,17 @@ def as_real_array(obj, what):
     return arr
 
 
+_LARGEST = {}
+
+
+def largest_value(dtype):
+    """The largest finite value of a NumPy float ``dtype``, as a Python float (cached)."""
+    v = _LARGEST.get(dtype)
+    if v is None:
+        v = _LARGEST[dtype] = float(np.finfo(dtype).max)
+    return v
+
+
 def result_dtype(arr):
     """Floating inputs keep their dtype; integers and booleans give float64."""
     return arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
@@ -63,7 +74,8 @@ def result_dtype(arr):
 
 def as_rows(arr, dtype=np.float64):
     """View (or copy) ``arr`` of shape (..., n) as C-contiguous (rows, n)."""
-    out = arr.reshape(math.prod(arr.shape[:-1]), arr.shape[-1])
+    shape = arr.shape
+    out = arr.reshape(1 if len(shape) == 1 else math.prod(shape[:-1]), shape[-1])
     if out.dtype != dtype or not out.flags.c_contiguous:
         out = np.ascontiguousarray(out, dtype=dtype)
     return out
@@ -86,12 +98,12 @@ def finite_abs_max(arr, what):
     dt = arr.dtype
     if dt.kind != "f":
         return None
+    if _abs_max is None:  # one compiled pass, no temporaries; numba loaded on first use
+        from ._finite import abs_max as _abs_max
     # (dtype.char and isnative: cheaper than comparing with np.float32 and np.float64, which
     # cost 0.35 us, more than this scan of 1e3 values)
     if dt.char in "fd" and dt.isnative and arr.flags.c_contiguous:
-        if _abs_max is None:  # one compiled pass, no temporaries; numba loaded on first use
-            from ._finite import abs_max as _abs_max
-        amax = _abs_max(arr.reshape(-1))
+        amax = _abs_max(arr if arr.ndim == 1 else arr.reshape(-1))
         if amax <= _FLOAT_MAX:  # False for NaN and inf
             return amax
     else:
@@ -233,20 +245,37 @@ def nodes_last(arr, weights, axis):
     return arr, weights, ax
 
 
+def check_node_count(count, n, axis):
+    """Raise ValueError unless the values' ``count`` entries along ``axis`` match the tree's
+    ``n`` nodes."""
+    if count != n:
+        where = "in its last axis" if axis == -1 else f"along axis {axis}"
+        raise ValueError(f"values has {count} entries {where} but the tree has {n} nodes")
+
+
 def prepare_values(values, n, check=True):
     """Validate ``values`` of shape (..., n). Returns (array, output dtype).
 
     ``check=False`` skips the scan for NaN and infinity."""
     y = as_real_array(values, "values")
     check_ndim(y.shape)
-    if y.shape[-1] != n:
-        raise ValueError(
-            f"values has {y.shape[-1]} entries in its last axis but the tree has "
-            f"{n} nodes"
-        )
+    check_node_count(y.shape[-1], n, -1)
     if check:
         finite_abs_max(y, "values")
     return y, result_dtype(y)
+
+
+_UNIT = {}
+
+
+def unit_weights(n):
+    """The (0, n) float64 array that stands for unit weights (shared: it holds nothing)."""
+    w = _UNIT.get(n)
+    if w is None:
+        if len(_UNIT) > 64:
+            _UNIT.clear()
+        w = _UNIT[n] = np.empty((0, n))  # (not read-only: Numba would compile anew)
+    return w
 
 
 def prepare_weights(weights, shape, check=True):
@@ -257,7 +286,7 @@ def prepare_weights(weights, shape, check=True):
     """
     n = shape[-1]
     if weights is None:
-        return np.empty((0, n))
+        return unit_weights(n)
     w = as_real_array(weights, "weights")
     try:
         np.broadcast_shapes(w.shape, shape)
@@ -278,3 +307,11 @@ def prepare_weights(weights, shape, check=True):
         row = np.broadcast_to(w.reshape(w.shape[-1:] if w.ndim else ()), (n,))
         return np.ascontiguousarray(row, dtype=np.float64).reshape(1, n)
     return as_rows(np.broadcast_to(w, shape))
+
+
+def check_label_range(lo, hi, c):
+    """Raise ValueError unless the smallest and largest labels, ``lo`` and ``hi``, are class
+    indices of ``c`` classes or -1 (padding): the kernels index rows by label."""
+    if lo < -1 or hi >= c:
+        raise ValueError(f"labels must be class indices in [0, {c}) or -1 (padding), "
+                         f"got {lo if lo < -1 else hi}")
