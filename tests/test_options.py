@@ -256,3 +256,29 @@ def test_threads_after_fork():
 
 def _fit_two_threads(y, parent):
     return treeiso.fit(y, parent, threads=2)
+
+
+@pytest.mark.parametrize("threads", [None, 1, 2])
+def test_chain_scan_and_fit_paths(threads):
+    # The chain kernel scans the values in its own compiled call and fits only data that
+    # needs no scaling; every other case takes the general path. All must agree.
+    rng = np.random.default_rng(12)
+    y = rng.normal(size=(6, 40))
+    tree = treeiso.Tree.chain(40)
+    x = treeiso.fit(y, tree, threads=threads)
+    for e in (1000, -1000, 0):  # data beyond the safe range is scaled, exactly
+        np.testing.assert_array_equal(treeiso.fit(np.ldexp(y, e), tree, threads=threads),
+                                      np.ldexp(x, e))
+    w = rng.uniform(0.5, 2.0, size=y.shape)
+    xw = treeiso.fit(y, tree, w, threads=threads)
+    np.testing.assert_array_equal(treeiso.fit(y, tree, np.ldexp(w, 1020), threads=threads),
+                                  xw)  # weights beyond the safe range: scaled too
+    bad = y.copy()
+    bad[4, 17] = np.nan
+    with pytest.raises(ValueError, match=r"NaN value at index \(4, 17\)"):
+        treeiso.fit(bad, tree, threads=threads)
+    bad[4, 17] = -np.inf
+    with pytest.raises(ValueError, match=r"infinite value at index \(4, 17\)"):
+        treeiso.fit(bad, tree, threads=threads, orientation="root_smallest")
+    treeiso.fit(bad, tree, threads=threads, check_finite=False)  # no scan, no error
+    assert treeiso.certify(np.zeros((2, 40)), tree, treeiso.fit(np.zeros((2, 40)), tree))

@@ -222,8 +222,10 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
             "values is a NumPy array but weights is a torch.Tensor: pass both "
             "as NumPy arrays or both as tensors"
         )
+    # PAV scans the values itself, in the same compiled call as the fit.
     p = numpy_problem(values, weights, tree.n, axis=axis, orientation=orientation,
-                      bounds=bounds, check_finite=check_finite)
+                      bounds=bounds, check_finite=check_finite,
+                      scan_values=kernel != "pav" or backend == "scipy")
     if backend == "scipy":
         from ._scipy_ref import solve as scipy_solve
 

@@ -1,8 +1,9 @@
 """Which kernel serves which tree: the one dispatch table of treeiso (imports no Numba).
 
 :func:`treeiso.fit` validates its arguments, calls :func:`resolve` once and hands the
-resulting kernel name to a backend (:mod:`treeiso._numba_backend`,
-:mod:`treeiso._torch_backend`, :mod:`treeiso._scipy_ref`), which only runs it.
+resulting kernel name, with the normalized problem (:mod:`treeiso._problem`), to a backend
+(:mod:`treeiso._numba_backend`, :mod:`treeiso._torch_runner`, :mod:`treeiso._scipy_ref`),
+which only runs it.
 
 The kernel contract (every kernel in ``KERNELS``, all with orientation ``root_largest``)::
 
@@ -39,6 +40,7 @@ DEFAULT_HEAP = "irt-pairing"
 #: kernel name -> (module, function)
 KERNELS = {
     "pav": ("_pav", "pav_rows"),
+    "pav-scanned": ("_pav", "pav_rows_scanned"),
     "broom": ("_broom", "broom_rows"),
     "irt-pairing": ("_irt_pairing", "irt_pairing_rows"),
     "irt-leftist": ("_irt_leftist", "irt_leftist_rows"),

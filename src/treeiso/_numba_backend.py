@@ -7,6 +7,7 @@ caller's arrays (no copies). The thread pool is created on first use and kept.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -15,6 +16,7 @@ import numpy as np
 
 from . import _dispatch
 from ._problem import NUMPY, oriented_level, solve_scaled
+from ._scaling import SAFE_HI, SAFE_LO
 
 # A thread is worth starting only for this many elements (rows x n) of work: below it the
 # hand-off (tens of microseconds) costs more than it saves.
@@ -132,6 +134,19 @@ def run_kernel(kernel, y, w, tree_args, x, blocks, threads):
                     (y, w, x, blocks), tree_args, threads)
 
 
+_NO_BLOCKS = {}
+
+
+def no_blocks(n):
+    """The (0, n) int64 array that asks a kernel for no blocks (shared: it holds nothing)."""
+    b = _NO_BLOCKS.get(n)
+    if b is None:
+        if len(_NO_BLOCKS) > 64:
+            _NO_BLOCKS.clear()
+        b = _NO_BLOCKS[n] = np.empty((0, n), dtype=np.int64)
+    return b
+
+
 def solve(p, kernel, tree_args, threads=None, want_blocks=False, level=None):
     """Run ``kernel`` on the rows of :class:`treeiso._problem.Problem` ``p`` (NumPy), scaled by
     powers of two when the data nears the float limits. ``tree_args``: from
@@ -143,10 +158,11 @@ def solve(p, kernel, tree_args, threads=None, want_blocks=False, level=None):
     y, w = p.y, p.w
     n_rows, n = y.shape
     x = np.empty(y.shape, y.dtype)
-    blocks = np.empty((n_rows if want_blocks else 0, n), dtype=np.int64)
+    blocks = np.empty((n_rows, n), dtype=np.int64) if want_blocks else no_blocks(n)
     if not (n_rows and n):
         return x, blocks, [True]
-    nt = n_threads(threads, n_rows, n)
+    nt = 1 if threads is None and n_rows * n <= MIN_WORK_PER_THREAD else n_threads(
+        threads, n_rows, n)
     if kernel == "linf":  # the bounds enter the kernel, and its scaling
         from ._linf import linf_inputs
 
@@ -157,9 +173,30 @@ def solve(p, kernel, tree_args, threads=None, want_blocks=False, level=None):
         return x, blocks, finite
     if kernel == "quantile":
         tree_args = (np.array(oriented_level(level, p.sign)),) + tree_args
+    amax = p.amax
+    if (amax is None and kernel == "pav" and nt == 1 and y.dtype.char == "d"
+            and NUMPY.weight_exponent(w) == 0):
+        # The scan and, when the data needs no scaling, the fit in one compiled call.
+        amax = _dispatch.load("pav-scanned")(y, w, *tree_args, x, blocks, SAFE_LO, SAFE_HI)
+        if SAFE_LO <= amax <= SAFE_HI:
+            return x, blocks, [True]
+    elif amax is None and p.check_values and kernel != "broom":
+        amax = NUMPY.abs_max(y)
+    if p.check_values and amax is not None and not math.isfinite(amax):
+        _name_bad_value(p)
 
     def run(ys, ws):
         return x, run_kernel(kernel, ys, ws, tree_args, x, blocks, nt)
 
-    x, finite = solve_scaled(NUMPY, run, y, w, p.amax)
+    x, finite = solve_scaled(NUMPY, run, y, w, amax)
+    if p.check_values and kernel == "broom" and not all(finite):  # (checked as it read)
+        _name_bad_value(p)
     return x, blocks, finite
+
+
+def _name_bad_value(p):
+    """Raise the ValueError that names the first NaN or infinite value of ``p``'s rows."""
+    from ._validation import finite_abs_max
+
+    finite_abs_max(p.y.reshape(p.shape), "values")
+    raise AssertionError("a kernel reported a non-finite value the scan did not find")

@@ -32,6 +32,7 @@ from ._validation import (
 )
 
 _FLOAT64 = np.dtype(np.float64)
+_FLOAT32 = np.dtype(np.float32)
 
 #: the sign that turns each orientation into ``root_largest``
 SIGNS = {"root_largest": 1.0, "root_smallest": -1.0}
@@ -53,13 +54,18 @@ class Problem:
         (None: no bound).
     amax : ``max|y|`` when the finiteness scan computed it (the range scaling reuses it).
     arrays : the array primitives (:data:`NUMPY` or torch's).
+    check_values : True when the values still have to be checked for NaN and infinity: the
+        scan is left to the backend, which reads them anyway.
     """
 
-    __slots__ = ("y", "w", "sign", "shape", "axis", "out_dtype", "bounds", "amax", "arrays")
+    __slots__ = ("y", "w", "sign", "shape", "axis", "out_dtype", "bounds", "amax", "arrays",
+                 "check_values")
 
-    def __init__(self, y, w, sign, shape, axis, out_dtype, bounds, amax, arrays):
+    def __init__(self, y, w, sign, shape, axis, out_dtype, bounds, amax, arrays,
+                 check_values=False):
         self.y, self.w, self.sign, self.shape, self.axis = y, w, sign, shape, axis
         self.out_dtype, self.bounds, self.amax, self.arrays = out_dtype, bounds, amax, arrays
+        self.check_values = check_values
 
 
 class NumpyArrays:
@@ -96,12 +102,12 @@ NUMPY = NumpyArrays()
 
 
 def numpy_problem(values, weights, n, *, axis, orientation, bounds, check_finite,
-                  row_dtype=np.float64, scan_values=True):
+                  row_dtype=_FLOAT64, scan_values=True):
     """The :class:`Problem` of NumPy ``values`` (``n`` nodes along ``axis``; ``n=None``: any
     count) and ``weights``, checked: NaN, infinity and weights <= 0 raise unless
     ``check_finite`` is False. ``row_dtype``: the work dtype of the rows (``None``: float32
-    rows stay float32, others float64); ``scan_values=False``: the values' scan is left to a
-    kernel that checks them in its own pass."""
+    rows stay float32, others float64); ``scan_values=False``: the values' scan is left to
+    the backend, which checks them in the kernel's own pass (``Problem.check_values``)."""
     reject_masked(weights, "weights")
     y = as_real_array(values, "values")
     y, weights, ax = nodes_last(y, weights, axis)
@@ -115,12 +121,13 @@ def numpy_problem(values, weights, n, *, axis, orientation, bounds, check_finite
     amax = finite_abs_max(y, "values") if check_finite and scan_values else None
     w = prepare_weights(weights, shape, check_finite)
     if row_dtype is None:
-        row_dtype = np.float32 if y.dtype == np.float32 else np.float64
+        row_dtype = _FLOAT32 if y.dtype.char == "f" else _FLOAT64
     y2 = as_rows(y, row_dtype)
     sign = SIGNS[orientation]
     if sign < 0:
         y2 = -y2
-    return Problem(y2, w, sign, shape, ax, out_dtype, bounds, amax, NUMPY)
+    return Problem(y2, w, sign, shape, ax, out_dtype, bounds, amax, NUMPY,
+                   check_finite and not scan_values)
 
 
 def oriented_level(level, sign):

@@ -37,6 +37,8 @@ def exponent_of(a):
 
 
 _A_LO, _A_HI = 2.0**_Y_LO, 2.0**_Y_HI  # = 2.0**_W_LO, 2.0**_W_HI too
+#: the magnitudes that float64 data may have without scaling
+SAFE_LO, SAFE_HI = _A_LO, _A_HI
 _finite = None  # treeiso._finite, imported on first use (import treeiso loads no numba)
 
 

@@ -38,8 +38,11 @@ def reject_masked(obj, what):
 
 def as_real_array(obj, what):
     """``obj`` as a NumPy array of real numbers (no copy when possible)."""
-    reject_masked(obj, what)
-    arr = np.asarray(obj)
+    if obj.__class__ is np.ndarray:
+        arr = obj
+    else:
+        reject_masked(obj, what)
+        arr = np.asarray(obj)
     kind = arr.dtype.kind
     if kind == "c":
         raise TypeError(f"{what} must be real, got complex dtype {arr.dtype}")
@@ -67,16 +70,15 @@ def largest_value(dtype):
     return v
 
 
-def result_dtype(arr):
-    """Floating inputs keep their dtype; integers and booleans give float64."""
-    return arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
+_FLOAT64 = np.dtype(np.float64)
 
 
-def as_rows(arr, dtype=np.float64):
-    """View (or copy) ``arr`` of shape (..., n) as C-contiguous (rows, n)."""
+def as_rows(arr, dtype=_FLOAT64):
+    """View (or copy) ``arr`` of shape (..., n) as C-contiguous (rows, n) of ``dtype``."""
     shape = arr.shape
     out = arr.reshape(1 if len(shape) == 1 else math.prod(shape[:-1]), shape[-1])
-    if out.dtype != dtype or not out.flags.c_contiguous:
+    # (an identity test first: comparing a dtype with a type costs 0.3 us)
+    if not ((out.dtype is dtype or out.dtype == dtype) and out.flags.c_contiguous):
         out = np.ascontiguousarray(out, dtype=dtype)
     return out
 
@@ -156,8 +158,13 @@ def oriented_bounds(bounds, sign):
     return lo, hi
 
 
+_NO_BOUNDS = (None, None)
+
+
 def check_bounds(y_min, y_max):
     """Validate the bounds: None or real finite scalars with ``y_min <= y_max``."""
+    if y_min is None and y_max is None:  # the common case first (per-call overhead)
+        return _NO_BOUNDS
     out = []
     for name, b in (("y_min", y_min), ("y_max", y_max)):
         if b is None:
@@ -251,18 +258,6 @@ def check_node_count(count, n, axis):
     if count != n:
         where = "in its last axis" if axis == -1 else f"along axis {axis}"
         raise ValueError(f"values has {count} entries {where} but the tree has {n} nodes")
-
-
-def prepare_values(values, n, check=True):
-    """Validate ``values`` of shape (..., n). Returns (array, output dtype).
-
-    ``check=False`` skips the scan for NaN and infinity."""
-    y = as_real_array(values, "values")
-    check_ndim(y.shape)
-    check_node_count(y.shape[-1], n, -1)
-    if check:
-        finite_abs_max(y, "values")
-    return y, result_dtype(y)
 
 
 _UNIT = {}
