@@ -200,8 +200,8 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     if robust and is_tensor and backend in ("auto", "torch"):
         from ._torch_robust import fit_robust_torch
 
-        return fit_robust_torch(values, tree, weights, loss=loss, quantile=quantile,
-                                orientation=orientation, y_min=y_min, y_max=y_max,
+        return fit_robust_torch(values, tree, weights, kernel, level=level, loss=loss,
+                                orientation=orientation, bounds=bounds,
                                 return_blocks=return_blocks, axis=axis, threads=threads,
                                 check_finite=check_finite)
     if is_tensor or backend == "torch":

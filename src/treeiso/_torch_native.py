@@ -27,13 +27,13 @@ BROOM_ROUNDS = 64
 BROOM_STRATEGY = "fixed_point"
 
 
-def chain_native(y: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor]:
+def chain_native(y: Tensor, w: Tensor | None, host) -> tuple[Tensor, Tensor]:
     """Decreasing fit of every row of ``y`` (B, n) with torch ops only; ``w``: (B, n), (1, n)
     (one row shared by every row) or None.
 
     Pools every adjacent violating pair of blocks at once, in rounds; any order of pooling
     adjacent violators reaches the unique solution. Rows still violating after
-    ``CHAIN_ROUNDS`` rounds go to the host PAV kernel.
+    ``CHAIN_ROUNDS`` rounds go to ``host(y, w) -> (x, blocks)``, the host PAV kernel.
     """
     n_rows, n = y.shape
     sh = y.mean(-1, keepdim=True)  # centre: block sums of float32 rows stay accurate
@@ -58,9 +58,7 @@ def chain_native(y: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor]:
         bad = (starts[:, 1:] & (me[:, :-1] < me[:, 1:])).any(-1)
         rows = bad.nonzero().squeeze(-1)
         wh = w if w is None or w.shape[0] == 1 else w[rows]
-        from ._torch_runner import run_host
-
-        xh, th, _ = run_host("pav", y[rows], wh, (None,), 1)  # positions = ids here
+        xh, th = host(y[rows], wh)  # positions = ids here
         x = me + sh
         top = torch.cummax(torch.where(starts, torch.arange(n, device=y.device), 0), -1).values
         x[rows] = xh

@@ -22,22 +22,27 @@ from ._torch_arrays import weight_tensor
 from ._validation import check_axis, move_weights, oriented_bounds
 
 
-def fit_robust_torch(values, tree, weights, *, loss, quantile, orientation, y_min, y_max,
+def fit_robust_torch(values, tree, weights, kernel, *, level, loss, orientation, bounds,
                      return_blocks, axis, threads, check_finite):
-    """:func:`treeiso.fit` for ``loss`` in ("l1", "quantile", "linf") on tensors."""
-    from ._api import fit
+    """:func:`treeiso.fit` for ``loss`` in ("l1", "quantile", "linf") on tensors: ``kernel``
+    (resolved) runs on the problem of host copies, as for NumPy input; ``level``: the
+    quantile level; ``bounds``: the checked ``(y_min, y_max)``."""
+    from ._dispatch import tree_arrays
+    from ._numba_backend import solve
+    from ._problem import finish, numpy_problem, restore_blocks
 
     w = weight_tensor(weights, values)
-    res = fit(_host(values), tree, None if w is None else _host(w), loss=loss,
-              quantile=quantile, orientation=orientation, y_min=y_min, y_max=y_max,
-              return_blocks=True, axis=axis, threads=threads, check_finite=check_finite)
+    p = numpy_problem(_host(values), None if w is None else _host(w), tree.n, axis=axis,
+                      orientation=orientation, bounds=bounds, check_finite=check_finite)
+    x, blocks, _ = solve(p, kernel, tree_arrays(kernel, tree), threads, True, level)
+    res = FitResult(finish(p, x), restore_blocks(p, blocks))
     out_dtype = values.dtype if values.is_floating_point() else torch.float64
     x = torch.from_numpy(res.x).to(values.device, out_dtype)
     blocks = torch.from_numpy(res.blocks).to(values.device)
     grad = values.requires_grad or (w is not None and w.requires_grad)
     if grad and torch.is_grad_enabled():
         ax = check_axis(axis, values.ndim)
-        problem = _Problem(tree, loss, orientation, (y_min, y_max), ax, res)
+        problem = _Problem(tree, loss, orientation, bounds, ax, res)
         x = _Piecewise.apply(values, w, x, problem)
     return FitResult(x, blocks) if return_blocks else x
 

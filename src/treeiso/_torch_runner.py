@@ -67,6 +67,12 @@ def _work_weights(w: Tensor | None, y: Tensor, native: bool) -> Tensor | None:
     return w.to(y.dtype)
 
 
+def _chain_in_order_on_host(y: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The rows the native chain could not finish, by the host kernel (rows in order)."""
+    x, blocks, _ = run_host("pav", y, w, (None,), 1)
+    return x, blocks
+
+
 def chain_rows(y: Tensor, w: Tensor | None, order: Tensor, native: bool, threads: int,
                check: bool) -> tuple[Tensor, Tensor]:
     """``x[order[0]] >= x[order[1]] >= ...`` per row; ``blocks`` holds node ids."""
@@ -81,7 +87,8 @@ def chain_rows(y: Tensor, w: Tensor | None, order: Tensor, native: bool, threads
             return x, blocks
         o = order.to(ys.device)
         xo, to = native_kernels.chain_native(ys[:, o].contiguous(),
-                                             None if ws is None else ws[:, o].contiguous())
+                                             None if ws is None else ws[:, o].contiguous(),
+                                             _chain_in_order_on_host)
         x = torch.empty_like(ys)
         blocks = torch.empty(ys.shape, dtype=torch.int64, device=ys.device)
         x[:, o] = xo
