@@ -60,7 +60,7 @@ def objective(loss, y, x, w):
 
 def highs_objective(loss, y, w, tree):
     """The optimal objective from one HiGHS solve of the sparse linear program."""
-    from treeiso._scipy_ref import linf_lp, quantile_lp
+    from treeiso._backends.scipy_ref import linf_lp, quantile_lp
 
     if loss == "linf":
         return linf_lp(y, w, tree, float(y.min()), float(y.max()))[0]

@@ -27,8 +27,8 @@ import torch
 
 import treeiso
 from _record import Results, time_threads
-from treeiso import _torch_native as tn
-from treeiso._torch_ops import chain_op
+from treeiso._backends import torch_native as tn
+from treeiso._backends.torch_ops import chain_op
 
 TOPK_SIZES = [(256, 100), (256, 1000), (4096, 1000)]
 CHAIN_SIZES = [(256, 1000), (16, 100_000)]

@@ -74,7 +74,7 @@ def test_label_compaction_memory_is_linear_in_the_labels():
 
 
 def test_torch_label_compaction_keeps_the_first_copy():
-    from treeiso._torch_native import compact_labels as _compact_labels
+    from treeiso._backends.torch_native import compact_labels as _compact_labels
 
     lab = torch.tensor([[3, -1, 3, 1, 1, 0, 3], [-1, -1, -1, -1, -1, -1, -1],
                         [6, 5, 4, 3, 2, 1, 0]])

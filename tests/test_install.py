@@ -10,7 +10,7 @@ import treeiso
 
 CODE = """
 import numpy as np, treeiso
-from treeiso._jit import cache_location
+from treeiso._kernels.jit import cache_location
 print(cache_location()[0])
 print(treeiso.fit([0.0, 1.0, 10.0], [-1, 0, 0]).tolist())
 """
@@ -24,8 +24,10 @@ def run_installed(tmp_path, tmpdir):
         pkg = site / "treeiso"
         shutil.copytree(Path(treeiso.__file__).parent, pkg,
                         ignore=shutil.ignore_patterns("__pycache__"))
-        (pkg / "__pycache__").write_text("not a directory")
-        for p in [pkg, *pkg.iterdir()]:
+        dirs = [pkg, *(d for d in pkg.rglob("*") if d.is_dir())]
+        for d in dirs:
+            (d / "__pycache__").write_text("not a directory")
+        for p in sorted(pkg.rglob("*"), reverse=True) + [pkg]:
             p.chmod(0o555 if p.is_dir() else 0o444)
         (tmp_path / "home").write_text("not a directory")
     env = {k: v for k, v in os.environ.items()

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import treeiso
 from strategies import MODERATE_WEIGHT_KINDS, make_parent, problems
-from treeiso import _numba_backend
+from treeiso._backends import numba_runner as _numba_backend
 
 
 def random_tree(n, seed=0):

@@ -11,7 +11,7 @@ import treeiso
 from strategies import MODERATE_WEIGHT_KINDS, SHAPES, make_parent, make_values, make_weights
 
 torch = pytest.importorskip("torch")
-from treeiso._torch_ops import broom_op, chain_op  # noqa: E402
+from treeiso._backends.torch_ops import broom_op, chain_op  # noqa: E402
 
 # Powers of two the data is multiplied by: 1 and near either float limit of the dtype.
 SCALES = {np.float64: (0, 900, -900), np.float32: (0, 100, -100)}

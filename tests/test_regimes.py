@@ -11,10 +11,10 @@ from naive import brute_force_fit
 from strategies import problems
 
 torch = pytest.importorskip("torch")
-from treeiso import _torch_native as tn  # noqa: E402
-from treeiso import _torch_ops as ops  # noqa: E402
+from treeiso._backends import torch_native as tn  # noqa: E402
+from treeiso._backends import torch_ops as ops  # noqa: E402
 from treeiso._problem import solve_scaled  # noqa: E402
-from treeiso._torch_arrays import TORCH, max_exponent  # noqa: E402
+from treeiso._backends.torch_arrays import TORCH, max_exponent  # noqa: E402
 
 IRT = ("irt-pairing", "irt-leftist", "irt-binomial")
 

@@ -362,7 +362,7 @@ def assert_exact_linf(y, parent, w, x, orientation, lo, hi):
 def test_linf_bisection_fallback_is_exact_too(problem, orientation, bounded, passes):
     # With the Dinkelbach iteration cut after 0-2 passes the kernel bisects over the floats
     # and restarts: the answer must still be the optimum, against exact rationals.
-    import treeiso._linf as linf
+    import treeiso._kernels.linf as linf
 
     parent, y, w = problem
     lo = hi = None

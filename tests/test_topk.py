@@ -195,7 +195,7 @@ def adversarial_star(m):
 
 def test_star_sorted_fallback_in_the_kernel():
     # More rounds than _MAX_ITER: the kernel ends on the sorted greedy over the compacted set.
-    from treeiso import _broom
+    from treeiso._kernels import broom as _broom
 
     m = _broom._MAX_ITER + 20
     z, wl = adversarial_star(m)
@@ -209,7 +209,7 @@ def test_star_sorted_fallback_in_the_kernel():
 
 @pytest.mark.parametrize("unit", [False, True])
 def test_star_sorted_against_fixed_point(unit, monkeypatch):
-    from treeiso import _broom
+    from treeiso._kernels import broom as _broom
 
     rng = np.random.default_rng(12 + unit)
     for _ in range(50):
@@ -279,7 +279,7 @@ def test_hypothesis_torch_matches_numpy(case):
     x = treeiso.fit_topk(y, lab, w)
     yt, lt, wt = torch.tensor(y), torch.tensor(lab), torch.tensor(w)
     assert np.allclose(treeiso.fit_topk(yt, lt, wt).numpy(), x, rtol=1e-12, atol=1e-12)
-    from treeiso._torch_ops import broom_op as _broom_op
+    from treeiso._backends.torch_ops import broom_op as _broom_op
 
     xn, _ = _broom_op(yt[None], wt[None], lt[None], True)  # the device-native path, on CPU
     assert np.allclose(xn[0].numpy(), x, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(y).max()))

@@ -6,10 +6,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import treeiso  # noqa: E402
-from treeiso import _torch_arrays as ta  # noqa: E402
-from treeiso import _torch_native as tn  # noqa: E402
-from treeiso import _torch_ops as ops  # noqa: E402
-from treeiso import _torch_runner as runner  # noqa: E402
+from treeiso._backends import torch_arrays as ta  # noqa: E402
+from treeiso._backends import torch_native as tn  # noqa: E402
+from treeiso._backends import torch_ops as ops  # noqa: E402
+from treeiso._backends import torch_runner as runner  # noqa: E402
 
 DEVICES = ["cpu", pytest.param("cuda", marks=[
     pytest.mark.cuda,

@@ -1,7 +1,7 @@
 """The public entry point :func:`fit`: validate once, resolve the kernel, run a backend."""
 
 from ._dispatch import BACKENDS, resolve, resolve_robust, tree_arrays
-from ._numba_backend import check_threads, solve
+from ._backends.numba_runner import check_threads, solve
 from ._problem import finish, numpy_problem, restore_blocks
 from ._result import FitResult
 from ._tree import Tree, as_tree
@@ -192,13 +192,13 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     check_threads(threads)
     is_tensor = is_torch_tensor(values)
     if is_tensor and not isinstance(tree, Tree):
-        from ._torch_backend import _build_tree
+        from ._backends.torch_front import _build_tree
 
         tree = _build_tree(tree)  # outside torch.compile's tracing
     tree = as_tree(tree)
     kernel = resolve_robust(method, loss) if robust else resolve(method, tree)
     if robust and is_tensor and backend in ("auto", "torch"):
-        from ._torch_robust import fit_robust_torch
+        from ._backends.torch_robust import fit_robust_torch
 
         return fit_robust_torch(values, tree, weights, kernel, level=level, loss=loss,
                                 orientation=orientation, bounds=bounds,
@@ -212,7 +212,7 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
                 f"backend={backend!r} takes NumPy input; torch tensors run on "
                 "backend='auto' or 'torch' (convert with .numpy() for the others)"
             )
-        from ._torch_backend import fit_torch
+        from ._backends.torch_front import fit_torch
 
         return fit_torch(values, tree, weights, kernel, orientation=orientation,
                          bounds=bounds, return_blocks=return_blocks, axis=axis,
@@ -227,7 +227,7 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
                       bounds=bounds, check_finite=check_finite,
                       scan_values=kernel != "pav" or backend == "scipy")
     if backend == "scipy":
-        from ._scipy_ref import solve as scipy_solve
+        from ._backends.scipy_ref import solve as scipy_solve
 
         x, blocks = scipy_solve(p, tree, loss, level)
         x = finish(p, x, clip=False)  # the reference solves the bounded problem itself

@@ -245,7 +245,7 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
             w = w[:, order]
         parent, order = tree.parent_pos, np.arange(tree.n, dtype=tree.parent_pos.dtype)
     if tree.n and y2.shape[0] and loss == "linf":
-        from ._certify_linf import linf_kkt_rows
+        from ._kernels.certify_linf import linf_kkt_rows
 
         linf_kkt_rows(y2, w, x2, parent, order, rtol, eps, lo_s, hi_s,
                       lo is not None, hi is not None, out)
@@ -253,14 +253,14 @@ def certify(values, tree, solution, weights=None, *, orientation="root_largest",
             with np.errstate(over="ignore"):
                 out[:, 4] = np.ldexp(out[:, 4], ey + ew)
     elif tree.n and y2.shape[0] and level is not None:
-        from ._certify_quantile import quantile_kkt_rows
+        from ._kernels.certify_quantile import quantile_kkt_rows
 
         # rho_q(y - x) = rho_{1-q}((-y) - (-x)) (up to u = 0, where both vanish)
         quantile_kkt_rows(y2, w, x2, parent, order,
                           level if sign > 0 else 1.0 - level, rtol, eps, lo_s, hi_s,
                           lo is not None, hi is not None, out)
     elif tree.n and y2.shape[0]:
-        from ._certify_kernel import kkt_rows
+        from ._kernels.certify_kernel import kkt_rows
 
         kkt_rows(y2, w, x2, parent, order, rtol, eps, lo_s, hi_s,
                  lo is not None, hi is not None, out)

@@ -2,7 +2,7 @@
 
 :func:`treeiso.fit` validates its arguments, calls :func:`resolve` once and hands the
 resulting kernel name, with the normalized problem (:mod:`treeiso._problem`), to a backend
-(:mod:`treeiso._numba_backend`, :mod:`treeiso._torch_runner`, :mod:`treeiso._scipy_ref`),
+(:mod:`treeiso._backends.numba_runner`, :mod:`treeiso._backends.torch_runner`, :mod:`treeiso._backends.scipy_ref`),
 which only runs it.
 
 The kernel contract (every kernel in ``KERNELS``, all with orientation ``root_largest``)::
@@ -39,14 +39,14 @@ BACKENDS = ("auto", "numba", "scipy", "torch")
 DEFAULT_HEAP = "irt-pairing"
 #: kernel name -> (module, function)
 KERNELS = {
-    "pav": ("_pav", "pav_rows"),
-    "pav-scanned": ("_pav", "pav_rows_scanned"),
-    "broom": ("_broom", "broom_rows"),
-    "irt-pairing": ("_irt_pairing", "irt_pairing_rows"),
-    "irt-leftist": ("_irt_leftist", "irt_leftist_rows"),
-    "irt-binomial": ("_irt_binomial", "irt_binomial_rows"),
-    "quantile": ("_quantile", "quantile_rows"),
-    "linf": ("_linf", "linf_rows"),
+    "pav": ("_kernels.pav", "pav_rows"),
+    "pav-scanned": ("_kernels.pav", "pav_rows_scanned"),
+    "broom": ("_kernels.broom", "broom_rows"),
+    "irt-pairing": ("_kernels.irt_pairing", "irt_pairing_rows"),
+    "irt-leftist": ("_kernels.irt_leftist", "irt_leftist_rows"),
+    "irt-binomial": ("_kernels.irt_binomial", "irt_binomial_rows"),
+    "quantile": ("_kernels.quantile", "quantile_rows"),
+    "linf": ("_kernels.linf", "linf_rows"),
 }
 #: method -> the tree kinds it solves (the IRT methods solve every tree)
 _SHAPES = {"pav": ("chain",), "star": ("star",), "broom": ("star", "broom", "chain")}

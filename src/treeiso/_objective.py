@@ -111,7 +111,7 @@ def _terms(r, loss, level, where):
 def _objective_torch(values, x, weights, loss, level, axis):
     import torch
 
-    from ._torch_arrays import check_weights, finite_abs_max, weight_tensor
+    from ._backends.torch_arrays import check_weights, finite_abs_max, weight_tensor
 
     if x.shape != values.shape:
         raise ValueError(f"x has shape {tuple(x.shape)} but values has shape "

@@ -10,7 +10,7 @@ the rows (scaled by powers of two when the data nears the float limits,
 :func:`solve_scaled`) and :func:`finish` undoes the rest.
 
 The array library enters only through a small set of primitives (:class:`NumpyArrays` here,
-``TorchArrays`` in :mod:`treeiso._torch_arrays`), as in POT's backend layer: the steps are
+``TorchArrays`` in :mod:`treeiso._backends.torch_arrays`), as in POT's backend layer: the steps are
 written once.
 """
 

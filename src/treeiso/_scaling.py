@@ -9,7 +9,7 @@ underflowing entries far below the largest), so the callers scale when the data 
 safe range, solve, and multiply ``x`` back.
 
 The check needs ``max|y|``, which the callers' finiteness scan already yields
-(:func:`treeiso._finite.abs_max`: one pass for both, passed in as ``amax``), and the weights'
+(:func:`treeiso._kernels.finite.abs_max`: one pass for both, passed in as ``amax``), and the weights'
 total (one compiled pass, only when weights are given). In range, nothing else is done.
 """
 
@@ -39,13 +39,13 @@ def exponent_of(a):
 _A_LO, _A_HI = 2.0**_Y_LO, 2.0**_Y_HI  # = 2.0**_W_LO, 2.0**_W_HI too
 #: the magnitudes that float64 data may have without scaling
 SAFE_LO, SAFE_HI = _A_LO, _A_HI
-_finite = None  # treeiso._finite, imported on first use (import treeiso loads no numba)
+_finite = None  # treeiso._kernels.finite, imported on first use (import treeiso loads no numba)
 
 
 def _kernels():
     global _finite
     if _finite is None:
-        from . import _finite
+        from ._kernels import finite as _finite
     return _finite
 
 

@@ -6,7 +6,7 @@ import numpy as np
 
 import math
 
-from ._numba_backend import check_threads, solve
+from ._backends.numba_runner import check_threads, solve
 from ._problem import finish, numpy_problem
 from ._validation import (
     check_bounds,
@@ -72,7 +72,7 @@ def fit_topk(values, labels, weights=None, *, orientation="root_largest", y_min=
 
     Notes
     -----
-    NumPy input runs a Numba kernel (``treeiso._broom``): per row, PAV down the labels and a
+    NumPy input runs a Numba kernel (``treeiso._kernels.broom``): per row, PAV down the labels and a
     sort-free star value for the last block (a few masked passes over the row), O(c) on
     ordinary data. Torch input runs on the tensor's device (CPU: the same kernel; CUDA:
     batched torch ops, no host loop over rows) and is differentiable in ``values`` and
@@ -96,7 +96,7 @@ def fit_topk(values, labels, weights=None, *, orientation="root_largest", y_min=
     bounds = check_bounds(y_min, y_max)
     check_threads(threads)
     if is_torch_tensor(values):
-        from ._torch_backend import fit_topk_torch
+        from ._backends.torch_front import fit_topk_torch
 
         return fit_topk_torch(values, labels, weights, orientation=orientation,
                               bounds=bounds, axis=axis, threads=threads,

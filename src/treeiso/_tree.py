@@ -132,7 +132,7 @@ class Tree:
             parent_pos = np.empty(0, dtype=idx_t)
             n_children = np.empty(0, dtype=idx_t)
         else:
-            from ._tree_kernels import bfs_order, node_on_cycle, parent_positions
+            from ._kernels.tree_kernels import bfs_order, node_on_cycle, parent_positions
 
             order, count, n_children = bfs_order(par)
             if count < n:

@@ -14,7 +14,7 @@ def is_torch_tensor(obj):
 
 
 _FLOAT_MAX = float(np.finfo(np.float64).max)
-_abs_max = None  # treeiso._finite.abs_max, imported on first use (it loads numba)
+_abs_max = None  # treeiso._kernels.finite.abs_max, imported on first use (it loads numba)
 
 
 def check_orientation(orientation):
@@ -101,7 +101,7 @@ def finite_abs_max(arr, what):
     if dt.kind != "f":
         return None
     if _abs_max is None:  # one compiled pass, no temporaries; numba loaded on first use
-        from ._finite import abs_max as _abs_max
+        from ._kernels.finite import abs_max as _abs_max
     # (dtype.char and isnative: cheaper than comparing with np.float32 and np.float64, which
     # cost 0.35 us, more than this scan of 1e3 values)
     if dt.char in "fd" and dt.isnative and arr.flags.c_contiguous:

@@ -5,7 +5,7 @@ Everything here is iterative: a chain of 10**7 nodes is no deeper than a star.
 """
 
 import numpy as np
-from ._jit import njit
+from .jit import njit
 
 
 @njit(cache=True)

@@ -25,7 +25,7 @@ The kernel trusts its input: the callers (``treeiso.fit``, ``treeiso.fit_topk``)
 from __future__ import annotations
 
 import numpy as np
-from ._jit import njit
+from .jit import njit
 
 _MAX_ITER = 64
 # Pools of the last block up the handle before the kernel sorts the row's leaves once: each

@@ -1,11 +1,11 @@
 """The torch front ends of :func:`treeiso.fit` and :func:`treeiso.fit_topk` (L2): a tensor
-call becomes a :class:`treeiso._problem.Problem` (:func:`treeiso._torch_arrays.tensor_problem`),
-one custom op of :mod:`treeiso._torch_ops` fits its rows, :func:`treeiso._problem.finish`
+call becomes a :class:`treeiso._problem.Problem` (:func:`treeiso._backends.torch_arrays.tensor_problem`),
+one custom op of :mod:`treeiso._backends.torch_ops` fits its rows, :func:`treeiso._problem.finish`
 gives the answer back its shape, dtype and axis.
 
 Chains, stars and brooms run natively on the tensor's device; other trees (and
 ``method='irt*'``) run the CPU kernel, so CUDA tensors are copied to the host and back. The
-host paths split rows over ``threads`` threads (:mod:`treeiso._numba_backend`).
+host paths split rows over ``threads`` threads (:mod:`treeiso._backends.numba_runner`).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._problem import finish, restore_blocks
-from ._result import FitResult
-from ._torch_arrays import op_threads, tensor_problem
-from ._torch_ops import broom_op, chain_op, tree_op
+from .._problem import finish, restore_blocks
+from .._result import FitResult
+from .torch_arrays import op_threads, tensor_problem
+from .torch_ops import broom_op, chain_op, tree_op
 
 
 def fit_torch(values: Tensor, tree, weights, kernel: str, *, orientation="root_largest",
@@ -48,7 +48,7 @@ def fit_torch(values: Tensor, tree, weights, kernel: str, *, orientation="root_l
 def _build_tree(parent):
     """``Tree(parent)`` outside torch.compile: its validation is a NumPy/Numba pass that
     dynamo cannot trace (it crashed tracing into numba). A graph break, here only."""
-    from ._tree import Tree
+    from .._tree import Tree
 
     return Tree(parent)
 

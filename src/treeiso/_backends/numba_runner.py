@@ -14,9 +14,10 @@ import threading
 
 import numpy as np
 
-from . import _dispatch
-from ._problem import NUMPY, oriented_level, solve_scaled
-from ._scaling import SAFE_HI, SAFE_LO
+from .. import _dispatch
+from .._problem import NUMPY, oriented_level, solve_scaled
+from .._scaling import SAFE_HI, SAFE_LO, scale_rows
+from .._validation import oriented_bounds
 
 # A thread is worth starting only for this many elements (rows x n) of work: below it the
 # hand-off (tens of microseconds) costs more than it saves.
@@ -164,8 +165,6 @@ def solve(p, kernel, tree_args, threads=None, want_blocks=False, level=None):
     nt = 1 if threads is None and n_rows * n <= MIN_WORK_PER_THREAD else n_threads(
         threads, n_rows, n)
     if kernel == "linf":  # the bounds enter the kernel, and its scaling
-        from ._linf import linf_inputs
-
         y, w, ey, bnd = linf_inputs(y, w, p.amax, p.bounds, p.sign)
         finite = run_kernel(kernel, y, w, (bnd,) + tree_args, x, blocks, nt)
         if ey:
@@ -196,7 +195,27 @@ def solve(p, kernel, tree_args, threads=None, want_blocks=False, level=None):
 
 def _name_bad_value(p):
     """Raise the ValueError that names the first NaN or infinite value of ``p``'s rows."""
-    from ._validation import finite_abs_max
+    from .._validation import finite_abs_max
 
     finite_abs_max(p.y.reshape(p.shape), "values")
     raise AssertionError("a kernel reported a non-finite value the scan did not find")
+
+
+def linf_inputs(y, w, amax, bounds, sign):
+    """``(y, w, ey, bnd)`` for the L-infinity kernels of :mod:`treeiso._kernels.linf`: rows
+    ``y`` (the orientation's ``sign`` already applied) and weights ``w`` scaled by powers of
+    two (:func:`treeiso._scaling.scale_rows`; ``amax`` is max|y| or None) together with the
+    bounds ``(lo, hi)`` (None: none), which enter the kernels (they change the optimal
+    error), as their ``bnd`` argument, with the kernels' pass budget."""
+    from .._kernels import linf
+
+    if bounds != (None, None):
+        amax = max(float(np.abs(y).max()) if amax is None else amax,
+                   *(abs(v) for v in bounds if v is not None))
+    y, w, ey = scale_rows(y, w, amax)
+    lo, hi = oriented_bounds(bounds, sign)
+    bnd = np.array([0.0 if lo is None else math.ldexp(lo, -ey),
+                    0.0 if hi is None else math.ldexp(hi, -ey),
+                    float(lo is not None), float(hi is not None),
+                    float(linf.DINKELBACH_PASSES)])
+    return y, w, ey, bnd

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from ._certify_kernel import FLOOR_ULPS, _bound_ratio, _ratio
-from ._jit import njit, scratch_caller
+from .certify_kernel import FLOOR_ULPS, _bound_ratio, _ratio
+from .jit import njit, scratch_caller
 
 # Passes of the lower-bound search beyond the first (each raises the bound strictly; one or
 # two are the rule).
@@ -27,7 +27,7 @@ def _linf_kkt_rows(y, w, x, parent, order, rtol, eps, lo, hi, has_lo, has_hi, ou
     check): then its error is the optimum up to ``w_v tol_x`` at each node. ``band`` is the
     worst ``(|x_v - y_v| - LB r_v) / tol_x``; ``gap`` is ``E - LB``, in units of the error.
     ``fwork`` / ``iwork``: scratch rows, which the public name (made by
-    :func:`treeiso._jit.scratch_caller`) allocates.
+    :func:`treeiso._kernels.jit.scratch_caller`) allocates.
     """
     n_rows, n = y.shape
     n_w = w.shape[0]

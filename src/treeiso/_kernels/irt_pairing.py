@@ -1,6 +1,6 @@
 """IRT-BIN (Pardalos & Xue 1999) with array-based pairing max-heaps.
 
-Same block-merging scheme as :mod:`treeiso._irt_leftist`. A pairing heap is
+Same block-merging scheme as :mod:`treeiso._kernels.irt_leftist`. A pairing heap is
 a heap-ordered multiway tree stored as ``child`` (first child) and ``sibling``
 (next sibling) arrays indexed by node. Meld and insert are one comparison
 (O(1)); delete-max pairs the root's children left to right and folds the
@@ -9,9 +9,9 @@ every node once but deletes only when blocks merge, which suits pairing heaps.
 """
 
 import numpy as np
-from ._jit import njit
+from .jit import njit
 
-from ._irt_common import absorb, load_row, write_row
+from .irt_common import absorb, load_row, write_row
 
 
 @njit(cache=True, inline="always")

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from ._certify_kernel import FLOOR_ULPS, _bound_ratio, _ratio
-from ._jit import njit, scratch_caller
+from .certify_kernel import FLOOR_ULPS, _bound_ratio, _ratio
+from .jit import njit, scratch_caller
 
 # Sums of k weighted slopes are compared with 0 to this many ulps of float64 per term, of the
 # weight they sum (their rounding; the slopes themselves are exact products w * q).
@@ -35,7 +35,7 @@ def _quantile_kkt_rows(y, w, x, parent, order, level, rtol, eps, lo, hi, has_lo,
     FLOOR_ULPS * eps * max|y, x|`` as in the least-squares check; sums of ``k`` slopes
     are compared to ``_SUM_ULPS * k * eps64`` times the weight they sum.
     ``fwork`` / ``iwork``: scratch rows, which the public name (made by
-    :func:`treeiso._jit.scratch_caller`) allocates.
+    :func:`treeiso._kernels.jit.scratch_caller`) allocates.
     """
     n_rows, n = y.shape
     n_w = w.shape[0]

@@ -31,30 +31,12 @@ import math
 
 import numpy as np
 
-from ._jit import INDEX, njit, scratch_caller
-from ._scaling import scale_rows
-from ._validation import oriented_bounds
+from .jit import INDEX, njit, scratch_caller
 
 
 # Dinkelbach passes before a bisection takes over (2-6 passes are the rule; with the
 # bisection a row costs at most 2 * DINKELBACH_PASSES + 66 passes of O(n))
 DINKELBACH_PASSES = 16
-
-
-def linf_inputs(y, w, amax, bounds, sign):
-    """``(y, w, ey, bnd)`` for the kernels below: rows ``y`` (the orientation's ``sign``
-    already applied) and weights ``w`` scaled by powers of two (:func:`scale_rows`; ``amax``
-    is max|y| or None) together with the bounds ``(lo, hi)`` (None: none), which enter the
-    kernels (they change the optimal error), as their ``bnd`` argument."""
-    if bounds != (None, None):
-        amax = max(float(np.abs(y).max()) if amax is None else amax,
-                   *(abs(v) for v in bounds if v is not None))
-    y, w, ey = scale_rows(y, w, amax)
-    lo, hi = oriented_bounds(bounds, sign)
-    bnd = np.array([0.0 if lo is None else math.ldexp(lo, -ey),
-                    0.0 if hi is None else math.ldexp(hi, -ey),
-                    float(lo is not None), float(hi is not None), float(DINKELBACH_PASSES)])
-    return y, w, ey, bnd
 
 
 @njit(cache=True, nogil=True)
@@ -221,7 +203,7 @@ def _linf_rows(y, w, bnd, order, parent_pos, x, blocks, fwork, iwork):
     ``order`` / ``parent_pos``: the tree's breadth-first order and parent positions.
     ``x``: float64 (B, n) output; ``blocks``: int64 (B, n) output or (0, n).
     ``fwork`` / ``iwork``: scratch rows, which the public name (made by
-    :func:`treeiso._jit.scratch_caller`) allocates.
+    :func:`treeiso._kernels.jit.scratch_caller`) allocates.
     """
     n_rows, n = y.shape
     ys = fwork[0]          # data, by position

@@ -4,11 +4,11 @@
   pooling every adjacent violating pair of blocks at once; rows still violating after
   ``CHAIN_ROUNDS + CHAIN_ROUNDS_PER_BIT * log2(n)`` rounds go to the host kernel.
 - :func:`broom_native`: one broom per row, given by its handle (labels), by the fixed point of
-  :mod:`treeiso._broom` (or one sort of the leaves).
+  :mod:`treeiso._kernels.broom` (or one sort of the leaves).
 - :func:`compact_labels`: the handles in the form both broom paths read.
 
 They trust their input (checked rows in the work dtype, scaled into range: see
-:mod:`treeiso._torch_runner`).
+:mod:`treeiso._backends.torch_runner`).
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from ._finite import _abs_max64
-from ._jit import njit
+from .finite import _abs_max64
+from .jit import njit
 
 
 def _node(chain, i):

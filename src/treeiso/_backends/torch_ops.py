@@ -9,7 +9,7 @@ blocks):
 - ``treeiso::tree``: any tree, by an IRT-BIN kernel on the host.
 
 The ops register the operation, its shape function and its derivative; what they compute
-is :mod:`treeiso._torch_runner`'s (checks, scaling, host or native kernels). ``native``
+is :mod:`treeiso._backends.torch_runner`'s (checks, scaling, host or native kernels). ``native``
 asks for the torch-only code on CPU tensors too (other devices always run it); ``threads``
 0 means the default; ``check=False`` skips the data checks (and the host synchronisation
 they cost on CUDA).
@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import _torch_runner as runner
+from . import torch_runner as runner
 
 
 @torch.library.custom_op("treeiso::chain", mutates_args=())

@@ -4,7 +4,7 @@ The kernels work on breadth-first positions: position ``i`` holds node
 ``order[i]``, and ``parent_pos[i] < i`` is its parent's position.
 """
 
-from ._jit import njit
+from .jit import njit
 
 
 @njit(cache=True)

@@ -9,7 +9,7 @@ linear function it is of the data.
   gradient (moving them a little moves no block's choice).
 - L-infinity: ``x_v`` is the midpoint of ``L_v = y_d - e / w_d`` and ``U_v = y_a + e / w_a``
   (each clipped to the data's range and the bounds), where ``d`` and ``a`` are nodes that
-  :func:`treeiso._linf.linf_structure_rows` names and the optimal error ``e`` is one pair's
+  :func:`treeiso._kernels.linf.linf_structure_rows` names and the optimal error ``e`` is one pair's
   (or one bound's) term. The gradient differentiates that expression in values and weights;
   at ties (two nodes setting ``L_v`` at once) it takes one of them.
 """
@@ -17,9 +17,9 @@ linear function it is of the data.
 import numpy as np
 import torch
 
-from ._result import FitResult
-from ._torch_arrays import weight_tensor
-from ._validation import check_axis, move_weights, oriented_bounds
+from .._result import FitResult
+from .torch_arrays import weight_tensor
+from .._validation import check_axis, move_weights, oriented_bounds
 
 
 def fit_robust_torch(values, tree, weights, kernel, *, level, loss, orientation, bounds,
@@ -27,9 +27,9 @@ def fit_robust_torch(values, tree, weights, kernel, *, level, loss, orientation,
     """:func:`treeiso.fit` for ``loss`` in ("l1", "quantile", "linf") on tensors: ``kernel``
     (resolved) runs on the problem of host copies, as for NumPy input; ``level``: the
     quantile level; ``bounds``: the checked ``(y_min, y_max)``."""
-    from ._dispatch import tree_arrays
-    from ._numba_backend import solve
-    from ._problem import finish, numpy_problem, restore_blocks
+    from .._dispatch import tree_arrays
+    from .numba_runner import solve
+    from .._problem import finish, numpy_problem, restore_blocks
 
     w = weight_tensor(weights, values)
     p = numpy_problem(_host(values), None if w is None else _host(w), tree.n, axis=axis,
@@ -102,8 +102,9 @@ class _Problem:
         return torch.where(count > 0, total / count.clamp(min=1), x_num)
 
     def _linf(self, y2, w2):
-        from ._dispatch import tree_arrays
-        from ._linf import linf_inputs, linf_structure_rows
+        from .._dispatch import tree_arrays
+        from .._kernels.linf import linf_structure_rows
+        from .numba_runner import linf_inputs
 
         s = self.sign
         if not hasattr(self, "down"):

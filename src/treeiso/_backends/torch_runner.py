@@ -1,5 +1,5 @@
 """The torch runner: a resolved kernel over tensor rows, checked, scaled, and run where it
-can run (the bodies of the custom ops of :mod:`treeiso._torch_ops`).
+can run (the bodies of the custom ops of :mod:`treeiso._backends.torch_ops`).
 
 Each ``*_rows`` function takes the rows of a :class:`treeiso._problem.Problem` (orientation
 ``root_largest``), checks the data unless ``check`` is False (NaN, infinity, weights > 0,
@@ -7,7 +7,7 @@ label range), scales it by powers of two near the float limits
 (:func:`treeiso._problem.solve_scaled`) and runs the kernel: on the host, the Numba kernel
 on the tensors' memory (:func:`run_host`, no copy for contiguous CPU float32/float64
 tensors), or, for chains and brooms on other devices (or ``native=True``), the torch-only
-code of :mod:`treeiso._torch_native`. It returns the fit ``x`` and its ``blocks``.
+code of :mod:`treeiso._backends.torch_native`. It returns the fit ``x`` and its ``blocks``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import _torch_native as native_kernels
-from ._problem import solve_scaled
-from ._torch_arrays import TORCH, check_weights, finite_abs_max, host_threads, max_exponent
-from ._validation import check_label_range
+from . import torch_native as native_kernels
+from .._problem import solve_scaled
+from .torch_arrays import TORCH, check_weights, finite_abs_max, host_threads, max_exponent
+from .._validation import check_label_range
 
 #: the kernels that read float32 rows as they are (and pool in float64)
 _READS_FLOAT32 = ("pav", "broom")
@@ -30,8 +30,8 @@ def run_host(kernel: str, y: Tensor, w: Tensor | None, tree_args, threads: int):
     ``w`` (none for contiguous CPU tensors in the kernel's dtype); ``tree_args``: its tree
     arrays as tensors, NumPy arrays or None. Returns ``(x, blocks, finite)``: ``x`` in
     ``y``'s dtype and ``blocks`` on ``y``'s device, and the kernel's per-chunk results."""
-    from ._numba_backend import run_kernel
-    from ._validation import unit_weights
+    from .numba_runner import run_kernel
+    from .._validation import unit_weights
 
     work = (y.dtype if kernel in _READS_FLOAT32 and y.dtype in (torch.float32, torch.float64)
             else torch.float64)

@@ -1,15 +1,15 @@
 """IRT-BIN (Pardalos & Xue 1999) with binomial max-heaps, as published.
 
-Same block-merging scheme as :mod:`treeiso._irt_leftist`; only the mergeable
+Same block-merging scheme as :mod:`treeiso._kernels.irt_leftist`; only the mergeable
 heap differs. A heap is a list of binomial trees (linked through ``sibling``,
 by increasing degree); each tree keeps its first child in ``child``. Meld,
 insert and delete-max are O(log n), all iterative.
 """
 
 import numpy as np
-from ._jit import njit
+from .jit import njit
 
-from ._irt_common import absorb, load_row, write_row
+from .irt_common import absorb, load_row, write_row
 
 
 @njit(cache=True, inline="always")

@@ -12,7 +12,7 @@ entry is, and max|x| otherwise.
 
 import numpy as np
 
-from ._jit import njit
+from .jit import njit
 
 
 @njit(cache=True, nogil=True)

@@ -25,8 +25,8 @@ Kernels are flat and trust their inputs; :func:`treeiso.fit` validates.
 
 import numpy as np
 
-from ._irt_pairing import _meld, _pop
-from ._jit import INDEX, njit, scratch_caller
+from .irt_pairing import _meld, _pop
+from .jit import INDEX, njit, scratch_caller
 
 # Slope increases are weights, the slope to remove is (1 - q) w and what is left of it after
 # each removal: values that agree to this many ulps of the largest weight that went into
@@ -47,7 +47,7 @@ def _quantile_rows(y, w, q, order, parent_pos, x, blocks, fwork, iwork):
     ``x``: float64 (B, n) output; ``blocks``: int64 (B, n) output (the top node of each
     node's block: connected nodes of one value) or (0, n).
     ``fwork`` / ``iwork``: scratch rows, which the public name (made by
-    :func:`treeiso._jit.scratch_caller`) allocates.
+    :func:`treeiso._kernels.jit.scratch_caller`) allocates.
     """
     n_rows, n = y.shape
     n_w = w.shape[0]

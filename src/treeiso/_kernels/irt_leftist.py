@@ -11,9 +11,9 @@ and melded iteratively along the right spines, whose length is at most
 """
 
 import numpy as np
-from ._jit import njit
+from .jit import njit
 
-from ._irt_common import absorb, load_row, write_row
+from .irt_common import absorb, load_row, write_row
 
 # Right spines of two leftist heaps of < 2**63 nodes sum to at most 126.
 _SPINE = 128

@@ -1,7 +1,7 @@
 """O(n) KKT check of a candidate solution, one row at a time."""
 
 import numpy as np
-from ._jit import njit, scratch_caller
+from .jit import njit, scratch_caller
 
 # Rounding allowance, in units of eps * max|y| per unit of weight: an exact answer is only
 # representable to about an ulp of the data's magnitude, and the solvers' convex-combination
@@ -68,7 +68,7 @@ def _kkt_rows(y, w, x, parent, order, rtol, eps, lo, hi, has_lo, has_hi, out,
     with ``d`` each node's net multiplier, a sum of non-negative terms for a feasible ``x``
     (no cancellation), zero exactly when the multipliers prove ``x`` optimal.
     ``fwork`` / ``iwork``: scratch rows, which the public name (made by
-    :func:`treeiso._jit.scratch_caller`) allocates.
+    :func:`treeiso._kernels.jit.scratch_caller`) allocates.
     """
     n_rows, n = y.shape
     n_w = w.shape[0]

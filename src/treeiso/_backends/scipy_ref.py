@@ -394,8 +394,8 @@ def solve(p, tree, loss, level):
     """The reference fit of :class:`treeiso._problem.Problem` ``p`` (rows oriented
     root_largest, bounds honoured): ``(x, blocks)`` for ``loss`` ("l2", "l1", "quantile",
     "linf"; ``level``: the quantile level of the two middle ones)."""
-    from ._problem import oriented_level
-    from ._validation import oriented_bounds
+    from .._problem import oriented_level
+    from .._validation import oriented_bounds
 
     lo, hi = oriented_bounds(p.bounds, p.sign)
     if loss == "linf":
