@@ -1,11 +1,11 @@
 """The public entry point :func:`fit`: validate once, resolve the kernel, run a backend."""
 
-from ._dispatch import BACKENDS, resolve, resolve_robust, tree_arrays
-from ._backends.numba_runner import check_threads, solve
+from ._backends.numba_runner import solve
+from ._dispatch import resolve_kernel, tree_arrays
 from ._problem import finish, numpy_problem, restore_blocks
 from ._result import FitResult
-from ._tree import Tree, as_tree
-from ._validation import check_bounds, check_loss, check_orientation, is_torch_tensor
+from ._tree import as_tree
+from ._validation import check_fit_options, is_torch_tensor
 
 __all__ = ["fit", "FitResult"]
 
@@ -181,47 +181,20 @@ def fit(values, tree, weights=None, *, orientation="root_largest", method="auto"
     >>> treeiso.fit([0.0, 4.0, 1.0], [-1, 0, 1], loss="linf")   # error 2; the leaf has room
     array([2., 2., 1.])
     """
-    check_orientation(orientation)
-    level = check_loss(loss, quantile)
-    robust = loss != "l2"
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "scipy" and method != "auto":
-        raise ValueError("backend='scipy' takes method='auto' only")
-    bounds = check_bounds(y_min, y_max)
-    check_threads(threads)
-    is_tensor = is_torch_tensor(values)
-    if is_tensor and not isinstance(tree, Tree):
-        from ._backends.torch_front import _build_tree
+    level, bounds = check_fit_options(orientation, loss, quantile, method, backend, y_min,
+                                      y_max, threads)
+    if backend == "torch" or is_torch_tensor(values):
+        from ._backends.torch_front import fit_tensor
 
-        tree = _build_tree(tree)  # outside torch.compile's tracing
-    tree = as_tree(tree)
-    kernel = resolve_robust(method, loss) if robust else resolve(method, tree)
-    if robust and is_tensor and backend in ("auto", "torch"):
-        from ._backends.torch_robust import fit_robust_torch
-
-        return fit_robust_torch(values, tree, weights, kernel, level=level, loss=loss,
-                                orientation=orientation, bounds=bounds,
-                                return_blocks=return_blocks, axis=axis, threads=threads,
-                                check_finite=check_finite)
-    if is_tensor or backend == "torch":
-        if not is_tensor:
-            raise TypeError("backend='torch' needs values given as a torch.Tensor")
-        if backend not in ("auto", "torch"):
-            raise ValueError(
-                f"backend={backend!r} takes NumPy input; torch tensors run on "
-                "backend='auto' or 'torch' (convert with .numpy() for the others)"
-            )
-        from ._backends.torch_front import fit_torch
-
-        return fit_torch(values, tree, weights, kernel, orientation=orientation,
-                         bounds=bounds, return_blocks=return_blocks, axis=axis,
-                         threads=threads, check_finite=check_finite)
+        return fit_tensor(values, tree, weights, method=method, backend=backend, loss=loss,
+                          level=level, orientation=orientation, bounds=bounds,
+                          return_blocks=return_blocks, axis=axis, threads=threads,
+                          check_finite=check_finite)
     if is_torch_tensor(weights):
-        raise TypeError(
-            "values is a NumPy array but weights is a torch.Tensor: pass both "
-            "as NumPy arrays or both as tensors"
-        )
+        raise TypeError("values is a NumPy array but weights is a torch.Tensor: pass both "
+                        "as NumPy arrays or both as tensors")
+    tree = as_tree(tree)
+    kernel = resolve_kernel(method, loss, tree)
     # PAV scans the values itself, in the same compiled call as the fit.
     p = numpy_problem(values, weights, tree.n, axis=axis, orientation=orientation,
                       bounds=bounds, check_finite=check_finite,

@@ -98,6 +98,12 @@ def resolve_robust(method, loss):
     return ROBUST_LOSSES[loss]
 
 
+def resolve_kernel(method, loss, tree):
+    """The kernel of ``method`` for ``loss`` on ``tree``: :func:`resolve` for least squares,
+    :func:`resolve_robust` for the other losses."""
+    return resolve(method, tree) if loss == "l2" else resolve_robust(method, loss)
+
+
 _loaded = {}
 
 

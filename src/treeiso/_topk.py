@@ -6,12 +6,13 @@ import numpy as np
 
 import math
 
-from ._backends.numba_runner import check_threads, solve
+from ._backends.numba_runner import solve
 from ._problem import finish, numpy_problem
 from ._validation import (
     check_bounds,
     check_label_range,
     check_orientation,
+    check_threads,
     is_torch_tensor,
     reject_masked,
 )

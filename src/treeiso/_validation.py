@@ -310,3 +310,27 @@ def check_label_range(lo, hi, c):
     if lo < -1 or hi >= c:
         raise ValueError(f"labels must be class indices in [0, {c}) or -1 (padding), "
                          f"got {lo if lo < -1 else hi}")
+
+
+def check_threads(threads):
+    """Validate the public ``threads`` argument (None or a positive int)."""
+    if threads is None or threads.__class__ is int and threads >= 1:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be None or a positive integer, got {threads!r}")
+
+
+def check_fit_options(orientation, loss, quantile, method, backend, y_min, y_max, threads):
+    """Check the options of :func:`treeiso.fit` that need no data; returns the quantile
+    level of ``loss`` (None for least squares and L-infinity) and the checked bounds."""
+    from ._dispatch import BACKENDS
+
+    check_orientation(orientation)
+    level = check_loss(loss, quantile)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "scipy" and method != "auto":
+        raise ValueError("backend='scipy' takes method='auto' only")
+    bounds = check_bounds(y_min, y_max)
+    check_threads(threads)
+    return level, bounds

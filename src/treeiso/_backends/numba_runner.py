@@ -47,14 +47,6 @@ def available_cores():
     return _cores
 
 
-def check_threads(threads):
-    """Validate the public ``threads`` argument (None or a positive int)."""
-    if threads is None or threads.__class__ is int and threads >= 1:
-        return
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be None or a positive integer, got {threads!r}")
-
-
 def default_threads():
     """The default thread count: torch's (``torch.get_num_threads()``) when torch is loaded,
     so that a program that has set it (a training loop) is not oversubscribed, else every

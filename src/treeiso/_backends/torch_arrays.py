@@ -12,16 +12,22 @@ import torch
 from torch import Tensor
 
 from .._problem import SIGNS, Problem
+from .._kernels.finite import abs_max
 from .._scaling import weight_exponent_of
-from .._validation import bounds_in_range, check_axis, check_ndim, move_weights
+from .._validation import (
+    bounds_in_range,
+    check_axis,
+    check_ndim,
+    check_node_count,
+    move_weights,
+)
+from .numba_runner import MAX_THREADS, n_threads
 
 
 def host_abs_max(t: Tensor) -> float | None:
     """max|t| of a CPU float32/float64 tensor in one compiled pass over its memory (no
     temporaries, no intra-op threads; NaN or inf when an entry is), else None."""
     if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64):
-        from .._kernels.finite import abs_max
-
         return abs_max(t.detach().contiguous().reshape(-1).numpy())
     return None
 
@@ -119,8 +125,6 @@ def tensor_problem(values: Tensor, weights, axis: int, orientation: str, bounds,
     and in the work dtype on devices (where the native paths compute; MPS has no float64),
     as (B, n) rows or one (1, n) row shared by every row (no (B, n) copy), or None. A real
     number as ``weights`` is one weight for every node, as in NumPy."""
-    from .._validation import check_node_count
-
     if values.is_complex():
         raise TypeError(f"values must be real, got complex dtype {values.dtype}")
     check_ndim(values.shape)
@@ -177,14 +181,10 @@ def _is_real_scalar(obj) -> bool:
 def op_threads(threads) -> int:
     """The ops' encoding of ``threads``: 0 for None (resolved in the op: torch.compile traces
     no thread count), else at most :data:`treeiso._backends.numba_runner.MAX_THREADS` (an int64)."""
-    from .numba_runner import MAX_THREADS
-
     return 0 if threads is None else min(int(threads), MAX_THREADS)
 
 
 def host_threads(threads: int, y: Tensor) -> int:
     """Host threads for the rows of ``y``; ``threads=0`` (the ops' encoding of None): torch's
     thread count, limited by the work (see :func:`treeiso._backends.numba_runner.n_threads`)."""
-    from .numba_runner import n_threads
-
     return n_threads(threads or None, y.shape[0], y.shape[1])

@@ -1,7 +1,8 @@
-"""The torch front ends of :func:`treeiso.fit` and :func:`treeiso.fit_topk` (L2): a tensor
-call becomes a :class:`treeiso._problem.Problem` (:func:`treeiso._backends.torch_arrays.tensor_problem`),
-one custom op of :mod:`treeiso._backends.torch_ops` fits its rows, :func:`treeiso._problem.finish`
-gives the answer back its shape, dtype and axis.
+"""The torch front ends of :func:`treeiso.fit` and :func:`treeiso.fit_topk`: a tensor
+call (least squares) becomes a :class:`treeiso._problem.Problem`
+(:func:`treeiso._backends.torch_arrays.tensor_problem`), one custom op of
+:mod:`treeiso._backends.torch_ops` fits its rows, and :func:`treeiso._problem.finish` gives
+the answer back its shape, dtype and axis.
 
 Chains, stars and brooms run natively on the tensor's device; other trees (and
 ``method='irt*'``) run the CPU kernel, so CUDA tensors are copied to the host and back. The
@@ -14,10 +15,34 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._dispatch import resolve_kernel
 from .._problem import finish, restore_blocks
 from .._result import FitResult
+from .._tree import Tree, as_tree
+from .._validation import is_torch_tensor
 from .torch_arrays import op_threads, tensor_problem
 from .torch_ops import broom_op, chain_op, tree_op
+
+
+def fit_tensor(values, tree, weights, *, method, backend, loss, level, orientation, bounds,
+               return_blocks, axis, threads, check_finite):
+    """:func:`treeiso.fit` for tensor ``values`` (options checked): resolves the kernel
+    and runs the least-squares ops (:func:`fit_torch`) or, for the other losses, the host
+    kernels (:func:`treeiso._backends.torch_robust.fit_robust_torch`)."""
+    if not is_torch_tensor(values):
+        raise TypeError("backend='torch' needs values given as a torch.Tensor")
+    if backend not in ("auto", "torch"):
+        raise ValueError(f"backend={backend!r} takes NumPy input; torch tensors run on "
+                         "backend='auto' or 'torch' (convert with .numpy() for the others)")
+    tree = as_tree(tree if isinstance(tree, Tree) else _build_tree(tree))
+    kernel = resolve_kernel(method, loss, tree)
+    opts = dict(orientation=orientation, bounds=bounds, return_blocks=return_blocks,
+                axis=axis, threads=threads, check_finite=check_finite)
+    if loss != "l2":
+        from .torch_robust import fit_robust_torch
+
+        return fit_robust_torch(values, tree, weights, kernel, level=level, loss=loss, **opts)
+    return fit_torch(values, tree, weights, kernel, **opts)
 
 
 def fit_torch(values: Tensor, tree, weights, kernel: str, *, orientation="root_largest",
@@ -48,8 +73,6 @@ def fit_torch(values: Tensor, tree, weights, kernel: str, *, orientation="root_l
 def _build_tree(parent):
     """``Tree(parent)`` outside torch.compile: its validation is a NumPy/Numba pass that
     dynamo cannot trace (it crashed tracing into numba). A graph break, here only."""
-    from .._tree import Tree
-
     return Tree(parent)
 
 

@@ -18,8 +18,9 @@ from torch import Tensor
 
 from . import torch_native as native_kernels
 from .._problem import solve_scaled
+from .._validation import check_label_range, unit_weights
+from .numba_runner import run_kernel
 from .torch_arrays import TORCH, check_weights, finite_abs_max, host_threads, max_exponent
-from .._validation import check_label_range
 
 #: the kernels that read float32 rows as they are (and pool in float64)
 _READS_FLOAT32 = ("pav", "broom")
@@ -30,9 +31,6 @@ def run_host(kernel: str, y: Tensor, w: Tensor | None, tree_args, threads: int):
     ``w`` (none for contiguous CPU tensors in the kernel's dtype); ``tree_args``: its tree
     arrays as tensors, NumPy arrays or None. Returns ``(x, blocks, finite)``: ``x`` in
     ``y``'s dtype and ``blocks`` on ``y``'s device, and the kernel's per-chunk results."""
-    from .numba_runner import run_kernel
-    from .._validation import unit_weights
-
     work = (y.dtype if kernel in _READS_FLOAT32 and y.dtype in (torch.float32, torch.float64)
             else torch.float64)
     yc = y.detach().to("cpu", work).contiguous()

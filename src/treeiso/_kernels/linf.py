@@ -27,8 +27,6 @@ row costs O(n).
 Kernels are flat and trust their inputs; :func:`treeiso.fit` validates.
 """
 
-import math
-
 import numpy as np
 
 from .jit import INDEX, njit, scratch_caller
