@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 
+from ._dispatch import BACKENDS
+
 ORIENTATIONS = ("root_largest", "root_smallest")
 
 
@@ -323,8 +325,6 @@ def check_threads(threads):
 def check_fit_options(orientation, loss, quantile, method, backend, y_min, y_max, threads):
     """Check the options of :func:`treeiso.fit` that need no data; returns the quantile
     level of ``loss`` (None for least squares and L-infinity) and the checked bounds."""
-    from ._dispatch import BACKENDS
-
     check_orientation(orientation)
     level = check_loss(loss, quantile)
     if backend not in BACKENDS:

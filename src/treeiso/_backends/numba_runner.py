@@ -175,6 +175,9 @@ def solve(p, kernel, tree_args, threads=None, want_blocks=False, level=None):
         amax = NUMPY.abs_max(y)
     if p.check_values and amax is not None and not math.isfinite(amax):
         _name_bad_value(p)
+    if amax is not None and SAFE_LO <= amax <= SAFE_HI and w.shape[0] == 0:
+        # in range, unit weights: nothing to scale (the common case, without the detour)
+        return x, blocks, run_kernel(kernel, y, w, tree_args, x, blocks, nt)
 
     def run(ys, ws):
         return x, run_kernel(kernel, ys, ws, tree_args, x, blocks, nt)
