@@ -52,6 +52,8 @@ SOURCES = {
                       "benchmarks/results/torch_threads.json"),
     "robust": ("CPU: L1, quantile and L-infinity against model-diagnostics and HiGHS",
                "python benchmarks/bench_robust.py"),
+    "chain_vs_scipy": ("CPU: a chain in order against SciPy, sampled in turn",
+                       "python benchmarks/chain_vs_scipy.py"),
     "compare": ("Before and after: a base revision against the working tree, same sitting",
                 "python benchmarks/compare_revisions.py --base REV"),
     "gpu": ("PyTorch on a CUDA device (gpu_check.py)",

@@ -262,17 +262,25 @@ def check_node_count(count, n, axis):
         raise ValueError(f"values has {count} entries {where} but the tree has {n} nodes")
 
 
-_UNIT = {}
+_EMPTY = {}
+
+
+def empty_rows(n, dtype=np.float64):
+    """A shared (0, n) array of ``dtype``: the kernels' "no rows" arguments (unit weights,
+    no blocks wanted). It holds nothing, so every call may share it (not read-only: Numba
+    would compile the kernels anew for read-only arrays)."""
+    key = (n, dtype)
+    a = _EMPTY.get(key)
+    if a is None:
+        if len(_EMPTY) > 128:
+            _EMPTY.clear()
+        a = _EMPTY[key] = np.empty((0, n), dtype)
+    return a
 
 
 def unit_weights(n):
-    """The (0, n) float64 array that stands for unit weights (shared: it holds nothing)."""
-    w = _UNIT.get(n)
-    if w is None:
-        if len(_UNIT) > 64:
-            _UNIT.clear()
-        w = _UNIT[n] = np.empty((0, n))  # (not read-only: Numba would compile anew)
-    return w
+    """The (0, n) float64 array that stands for unit weights."""
+    return empty_rows(n)
 
 
 def prepare_weights(weights, shape, check=True):

@@ -17,7 +17,7 @@ import numpy as np
 from .. import _dispatch
 from .._problem import NUMPY, oriented_level, solve_scaled
 from .._scaling import SAFE_HI, SAFE_LO, scale_rows
-from .._validation import oriented_bounds
+from .._validation import empty_rows, oriented_bounds
 
 # A thread is worth starting only for this many elements (rows x n) of work: below it the
 # hand-off (tens of microseconds) costs more than it saves.
@@ -127,17 +127,9 @@ def run_kernel(kernel, y, w, tree_args, x, blocks, threads):
                     (y, w, x, blocks), tree_args, threads)
 
 
-_NO_BLOCKS = {}
-
-
 def no_blocks(n):
-    """The (0, n) int64 array that asks a kernel for no blocks (shared: it holds nothing)."""
-    b = _NO_BLOCKS.get(n)
-    if b is None:
-        if len(_NO_BLOCKS) > 64:
-            _NO_BLOCKS.clear()
-        b = _NO_BLOCKS[n] = np.empty((0, n), dtype=np.int64)
-    return b
+    """The (0, n) int64 array that asks a kernel for no blocks."""
+    return empty_rows(n, np.int64)
 
 
 def solve(p, kernel, tree_args, threads=None, want_blocks=False, level=None):

@@ -236,6 +236,21 @@ def quantile_lp(y, w, tree, lo, hi, level):
     return res.x[:n], float(res.fun), (c, a_ub, a_eq, bounds)
 
 
+def _lp_rows(y, w):
+    """The common start of the linear-program references: the checks, the outputs ``x`` and
+    ``blocks``, and ``row_weights(b)``, row ``b``'s weights scaled to a unit mean."""
+    check_weight_spread(w)
+    n_rows, n = y.shape
+    if n > _MAX_N:
+        raise ValueError(f"backend='scipy' takes at most {_MAX_N} nodes, got {n}")
+
+    def row_weights(b):
+        wb = np.ones(n) if w.shape[0] == 0 else w[min(b, w.shape[0] - 1)]
+        return wb / wb.mean()
+
+    return np.empty((n_rows, n)), np.empty((n_rows, n), dtype=np.int64), row_weights
+
+
 def _centred(yb, lo, hi):
     """(centre, scale, the row centred and scaled) for the linear programs: the problems are
     shift and scale equivariant, and HiGHS's tolerances are absolute. The scale covers the
@@ -260,16 +275,11 @@ def quantile_fit_rows(y, w, tree, lo, hi, level, largest=False):
     from scipy.optimize import linprog
     from scipy.sparse import csr_matrix, vstack
 
-    check_weight_spread(w)
+    x, blocks, row_weights = _lp_rows(y, w)
     n_rows, n = y.shape
-    if n > _MAX_N:
-        raise ValueError(f"backend='scipy' takes at most {_MAX_N} nodes, got {n}")
-    x = np.empty((n_rows, n))
-    blocks = np.empty((n_rows, n), dtype=np.int64)
     for b in range(n_rows):
-        wb = np.ones(n) if w.shape[0] == 0 else w[min(b, w.shape[0] - 1)]
+        wb = row_weights(b)
         mid, spread, yb = _centred(y[b], lo, hi)
-        wb = wb / wb.mean()
         lo_n = None if lo is None else (lo - mid) / spread
         hi_n = None if hi is None else (hi - mid) / spread
         x0, best, (c, a_ub, a_eq, bounds) = quantile_lp(yb, wb, tree, lo_n, hi_n, level)
@@ -352,15 +362,10 @@ def linf_fit_rows(y, w, tree, lo, hi):
     one value."""
     from scipy.optimize import linprog
 
-    check_weight_spread(w)
+    x, blocks, row_weights = _lp_rows(y, w)
     n_rows, n = y.shape
-    if n > _MAX_N:
-        raise ValueError(f"backend='scipy' takes at most {_MAX_N} nodes, got {n}")
-    x = np.empty((n_rows, n))
-    blocks = np.empty((n_rows, n), dtype=np.int64)
     for b in range(n_rows):
-        wb = np.ones(n) if w.shape[0] == 0 else w[min(b, w.shape[0] - 1)]
-        wb = wb / wb.mean()
+        wb = row_weights(b)
         mid, spread, yb = _centred(y[b], lo, hi)
         # the data's range clipped to the bounds: the fit's range (as in treeiso.fit)
         lo_n, hi_n = float(yb.min()), float(yb.max())
