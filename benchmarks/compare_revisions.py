@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -145,9 +146,13 @@ def main(argv=None):
 
     def report(row, base, new):
         family, _, size = row.rpartition(" n=")
-        n = int(size) if size.isdigit() else 0
-        res.add(family or row, n, "base", base)
-        res.add(family or row, n, "new", new, ratio=new / base)
+        n_rows, n = 1, int(size) if size.isdigit() else 0
+        if not n:  # "... 256x1000 ...": a batch of rows
+            family = row
+            batch = re.search(r"(\d+)x(\d+)", row)
+            n_rows, n = (int(batch[1]), int(batch[2])) if batch else (1, 1)
+        res.add(family, n, "base", base, rows=n_rows)
+        res.add(family, n, "new", new, rows=n_rows, ratio=new / base)
         print(f"{row:42s} {base * 1e6:9.1f}u {new * 1e6:9.1f}u {new / base:9.3f}",
               flush=True)
 

@@ -258,10 +258,14 @@ def _fit_two_threads(y, parent):
     return treeiso.fit(y, parent, threads=2)
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("threads", [None, 1, 2])
-def test_chain_scan_and_fit_paths(threads):
-    # The chain kernel scans the values in its own compiled call and fits only data that
-    # needs no scaling; every other case takes the general path. All must agree.
+def test_chain_scan_and_fit_paths(threads, fused, monkeypatch):
+    # Small chains are scanned in the same compiled call as the fit, which fits only data
+    # that needs no scaling; every other case (larger rows, threads, scaling, bad data)
+    # takes the general path. All must agree.
+    if not fused:
+        monkeypatch.setattr(_numba_backend, "FUSED_SCAN_MAX", 0)
     rng = np.random.default_rng(12)
     y = rng.normal(size=(6, 40))
     tree = treeiso.Tree.chain(40)
