@@ -2,8 +2,8 @@
 
 :func:`treeiso.fit` validates its arguments, calls :func:`resolve` once and hands the
 resulting kernel name, with the normalized problem (:mod:`treeiso._problem`), to a backend
-(:mod:`treeiso._backends.numba_runner`, :mod:`treeiso._backends.torch_runner`, :mod:`treeiso._backends.scipy_ref`),
-which only runs it.
+(:mod:`treeiso._backends.numba_runner`, :mod:`treeiso._backends.torch_runner`,
+:mod:`treeiso._backends.scipy_ref`), which only runs it.
 
 The kernel contract (every kernel in ``KERNELS``, all with orientation ``root_largest``)::
 

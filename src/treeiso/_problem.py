@@ -20,6 +20,7 @@ import numpy as np
 
 from ._scaling import value_abs_max, value_exponent_of, weight_exponent
 from ._validation import (
+    _FLOAT64,
     as_real_array,
     as_rows,
     bounds_in_range,
@@ -31,7 +32,6 @@ from ._validation import (
     reject_masked,
 )
 
-_FLOAT64 = np.dtype(np.float64)
 _FLOAT32 = np.dtype(np.float32)
 
 #: the sign that turns each orientation into ``root_largest``

@@ -9,8 +9,9 @@ underflowing entries far below the largest), so the callers scale when the data 
 safe range, solve, and multiply ``x`` back.
 
 The check needs ``max|y|``, which the callers' finiteness scan already yields
-(:func:`treeiso._kernels.finite.abs_max`: one pass for both, passed in as ``amax``), and the weights'
-total (one compiled pass, only when weights are given). In range, nothing else is done.
+(:func:`treeiso._kernels.finite.abs_max`: one pass for both, passed in as ``amax``), and the
+weights' total (one compiled pass, only when weights are given). In range, nothing else is
+done.
 """
 
 from __future__ import annotations
@@ -19,16 +20,12 @@ import math
 
 import numpy as np
 
-# |y| <= 2**_Y_HI and sum(w) <= 2**_W_HI keep every difference, product and sum (of up to
-# 2**40 terms) below 2**(2 * 307 + 42) < 2**1023 in float64; above 2**-614 at the low end.
-# With 0.3 of the exponent range the same holds for float32 (torch's native paths).
+# |y| <= 2**307 and sum(w) <= 2**307 keep every difference, product and sum (of up to 2**40
+# terms) below 2**(2 * 307 + 42) < 2**1023 in float64; above 2**-614 at the low end. With
+# 0.3 of the exponent range the same holds for float32 (torch's native paths).
 def safe_exponent(maxexp):
     """The exponent bound used for a float type whose largest exponent is ``maxexp``."""
     return int(0.3 * maxexp)
-
-
-_Y_HI = _W_HI = safe_exponent(1024)
-_Y_LO = _W_LO = -_Y_HI
 
 
 def exponent_of(a):
@@ -36,9 +33,8 @@ def exponent_of(a):
     return math.frexp(a)[1]
 
 
-_A_LO, _A_HI = 2.0**_Y_LO, 2.0**_Y_HI  # = 2.0**_W_LO, 2.0**_W_HI too
-#: the magnitudes that float64 data may have without scaling
-SAFE_LO, SAFE_HI = _A_LO, _A_HI
+#: the magnitudes (and totals of weights) that float64 data may have without scaling
+SAFE_LO, SAFE_HI = 2.0 ** -safe_exponent(1024), 2.0 ** safe_exponent(1024)
 _finite = None  # treeiso._kernels.finite, imported on first use (import treeiso loads no numba)
 
 
@@ -54,7 +50,7 @@ def in_safe_range(a, maxexp=1024):
     type whose largest exponent is ``maxexp``: ``2**-s <= a <= 2**s``, ``s`` its
     :func:`safe_exponent` (False for NaN)."""
     if maxexp == 1024:
-        return _A_LO <= a <= _A_HI
+        return SAFE_LO <= a <= SAFE_HI
     hi = safe_exponent(maxexp)
     return 2.0**-hi <= a <= 2.0**hi
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import _dispatch
 from .._problem import NUMPY, oriented_level, solve_scaled
-from .._scaling import SAFE_HI, SAFE_LO, scale_rows
+from .._scaling import SAFE_HI, SAFE_LO, in_safe_range, scale_rows
 from .._validation import empty_rows, oriented_bounds
 
 # A thread is worth starting only for this many elements (rows x n) of work: below it the
@@ -166,13 +166,13 @@ def solve(p, kernel, tree_args, threads=None, want_blocks=False, level=None):
             and y.dtype.char == "d" and NUMPY.weight_exponent(w) == 0):
         # The scan and, when the data needs no scaling, the fit in one compiled call.
         amax = _dispatch.load("pav-scanned")(y, w, *tree_args, x, blocks, SAFE_LO, SAFE_HI)
-        if SAFE_LO <= amax <= SAFE_HI:
+        if in_safe_range(amax):
             return x, blocks, [True]
     elif amax is None and p.check_values and kernel != "broom":
         amax = NUMPY.abs_max(y)
     if p.check_values and amax is not None and not math.isfinite(amax):
         _name_bad_value(p)
-    if amax is not None and SAFE_LO <= amax <= SAFE_HI and w.shape[0] == 0:
+    if amax is not None and in_safe_range(amax) and w.shape[0] == 0:
         # in range, unit weights: nothing to scale (the common case, without the detour)
         return x, blocks, run_kernel(kernel, y, w, tree_args, x, blocks, nt)
 
