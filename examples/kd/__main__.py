@@ -28,11 +28,7 @@ scores best on the validation split (data.val_fraction of the training set, defa
 configuration is checked before anything runs (unknown keys, out-of-range values).
 
 Methods (config ``methods``, or ``train --method``):
-  ce       the student alone, cross-entropy (Table 1's Student row)
-  kd       Hinton et al. KD (Eq. 2)               crd      KD + CRD (contrastive, Tian et al.)
-  kd-aug   KD on Mixup/CutMix samples (Eq. 3)     crd-aug  KD-aug + CRD
-  kd-i     KD-aug + isotonic soft labels (Eq. 9)  crd-i    KD-i + CRD
-  kd-p     KD-aug + order penalty (Eq. 12)        crd-p    KD-p + CRD
+{methods}
 
 Profiles: quick (default), fmnist (Fashion-MNIST, the IDX files of ``apt-get install
 dataset-fashion-mnist``), full, gpu, paper (CIFAR-100, Table 1's eight pairs, both families),
@@ -49,11 +45,12 @@ import os
 import sys
 import time
 
+from . import methods
+
+__doc__ = __doc__.replace("{methods}", methods.help_lines())
+
 COMMANDS = ("run", "data", "teacher", "teachers", "students", "train", "fig1", "table1", "table2", "table3", "fig4",
             "fig5", "report")
-_MIXED = ("mixup", "cutmix")
-TRAIN_AUGS = {"ce": ("none",), "kd": ("none",), "kd-aug": _MIXED, "kd-i": _MIXED, "kd-p": _MIXED,
-              "crd": ("none",), "crd-aug": _MIXED, "crd-i": _MIXED, "crd-p": _MIXED}
 
 
 def parse(argv=None, prog="python -m examples.kd", doc=__doc__, commands=COMMANDS,
@@ -86,10 +83,10 @@ def parse(argv=None, prog="python -m examples.kd", doc=__doc__, commands=COMMAND
                         "when one is missing")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     if image_options:
-        p.add_argument("--method", default="kd-i",
-                       help="train: ce | kd | kd-aug | kd-i | kd-p | crd | crd-aug | crd-i | crd-p")
+        single = ", ".join(methods.names(mixes=False))
+        p.add_argument("--method", default="kd-i", help="train: " + " | ".join(methods.METHODS))
         p.add_argument("--aug", default=None,
-                       help="train: none (ce, kd, crd) | mixup | cutmix (default: none for ce/kd/crd, else mixup)")
+                       help=f"train: none ({single}) | mixup | cutmix (default: none for {single}, else mixup)")
         p.add_argument("--seed", default="0", help="train: student seed (an integer >= 0)")
     if "report" in commands:
         p.add_argument("--out", help="report: output folder (default <run-dir>/report)")
@@ -110,12 +107,12 @@ def build_config(a, config_dir=None, profiles=None, schema=None):
     from .schema import parse_int_list
 
     if a.command == "train":
-        if a.method not in TRAIN_AUGS:
-            raise ConfigError(f"--method must be one of {', '.join(TRAIN_AUGS)}, got {a.method!r}")
-        a.aug = a.aug or TRAIN_AUGS[a.method][0]
-        if a.aug not in TRAIN_AUGS[a.method]:
-            raise ConfigError(f"--aug for --method {a.method} must be one of {', '.join(TRAIN_AUGS[a.method])}, "
-                              f"got {a.aug!r}")
+        if a.method not in methods.METHODS:
+            raise ConfigError(f"--method must be one of {', '.join(methods.METHODS)}, got {a.method!r}")
+        augs = methods.train_augs(a.method)
+        a.aug = a.aug or augs[0]
+        if a.aug not in augs:
+            raise ConfigError(f"--aug for --method {a.method} must be one of {', '.join(augs)}, got {a.aug!r}")
         a.seed = parse_int_list(a.seed, "--seed")
         if len(a.seed) != 1:
             raise ConfigError("--seed takes one integer (use --seeds for several)")
@@ -208,12 +205,9 @@ def _steps(a, cfg, study):
         elif step == "students":
             study.students()
         elif step == "train":
-            row = a.method
-            if a.method == "kd-i":
-                row = study._kdi_row(cfg.get("loss", {}).get("calibrated_fraction", 1.0))
-            elif a.method == "kd-p":
-                row = study._kdp_row(cfg.get("loss", {}).get("sigma", 2.0))
-            study.students([study._student(row, a.method, a.aug, a.seed, dict(cfg.get("loss", {})))])
+            loss = dict(cfg.get("loss", {}))
+            row = methods.row_name(a.method, loss, loss)
+            study.students([study._student(row, a.method, a.aug, a.seed, loss)])
         elif step == "fig1":
             out.append(study.fig1())
         elif step == "table1":

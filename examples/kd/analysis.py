@@ -18,19 +18,34 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from . import methods
 from .report import bar_figure, fmt_ci, mean_ci, paired, write_table
 from .report import plt as _plt
 
 __all__ = ["order_stats", "table1", "table1_selected", "sweep_figure", "write_table", "fig1_figure", "timing_table", "write_report",
            "write_setup", "saved_analysis", "ROW_LABEL"]
 
-#: Table 1's rows, in order. ``kd-i-raw`` is the control: KD-i's extra beta-weighted term against
-#: the raw teacher (``calibrated_fraction = 0``), so KD-i minus it is the effect of calibration alone.
-ROW_LABEL = {"ce": "Student alone (CE)", "kd": "KD", "kd-aug": "KD-aug", "kd-i": "KD-i",
-             "kd-i-raw": "KD-i, raw teacher (control)", "kd-p": "KD-p"}
+
+
+def _analogue_rows() -> dict:
+    """The main pair's Table 1 analogue rows, in order: the student alone and the KD family
+    (:mod:`examples.kd.methods`), each method's control row after it (``kd-i-raw``: KD-i's extra
+    beta-weighted term against the raw teacher, ``calibrated_fraction = 0``, so KD-i minus it is
+    the effect of calibration alone)."""
+    rows = {}
+    for m in methods.METHODS.values():
+        if m.family in ("student", "kd"):
+            rows[m.name] = m.long_label or m.label
+            if m.control is not None:
+                rows[m.control[0]] = m.control[1]
+    return rows
+
+
+#: row -> label of the main pair's Table 1 analogue, in order
+ROW_LABEL = _analogue_rows()
 PANEL_LABEL = {"ce": "CE\n(student alone)", "kd-i-raw": "KD-i\nraw (control)"}  # shorter, for the bars
-UNMIXED_ROWS = ("ce", "kd")  # rows trained on un-mixed images: one row for every augmentation
-METHOD_LABEL = {"kd": "KD", "kd-aug": "KD-aug", "kd-i": "KD-i", "kd-p": "KD-p"}
+UNMIXED_ROWS = methods.names(("student", "kd"), mixes=False)  # one row for every augmentation
+METHOD_LABEL = {m.name: m.label for m in methods.METHODS.values()}
 AUG_LABEL = {"none": "—", "mixup": "Mixup", "cutmix": "CutMix"}
 #: what each accuracy of a run's record is (all on the test set): titles and column headings
 METRIC_TITLE = {"sel_acc": "test accuracy at the validation-selected epoch", "last_acc": "last-epoch test accuracy",
@@ -322,7 +337,7 @@ def write_setup(study, out: Path, data: str, extra: Sequence[tuple[str, str]] = 
     """The report's ``setup`` table of ``study`` (the data as described by ``data``, teacher,
     students, the ``(name, value)`` rows ``extra``, the loss settings the reported methods use,
     the teacher's run) as ``setup.md`` and ``setup.rst`` in ``out``; returns the Markdown."""
-    from .losses import loss_params
+    from .methods import loss_params
     from .report import md_table, rst_table
 
     cfg = study.cfg

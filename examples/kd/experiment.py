@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import analysis, runs, tables
+from . import analysis, methods, runs, tables
 from .augment import mix_batch
 from .data import load_data
-from .losses import SINGLE_VIEW, build_loss
+from .methods import build_loss
 from .models import build_model
 from .train import (RunSpec, cpu_threads, dist_info, evaluate, has_validation, load_model, make_optimizer,
                     prepare_student, run_identity, state_digest, step_options, train_run, train_step)
@@ -173,35 +173,24 @@ class Study:
             prefix = f"{s}_" if s != self.main_pair[1] else ""
         return RunSpec(f"{prefix}{row}_{aug}_s{seed}", s, method, aug, seed, self.cfg["student"]["epochs"], loss, t)
 
-    def _kdi_row(self, fraction):
-        f = float(fraction)
-        return "kd-i" if f == 1.0 else "kd-i-raw" if f == 0.0 else f"kd-i-f{f:g}"
-
-    def _kdp_row(self, sigma):
-        main = float(self.cfg.get("loss", {}).get("sigma", 2.0))
-        return "kd-p" if float(sigma) == main else f"kd-p-sigma{float(sigma):g}"
-
     def student_rows(self, seeds=None, pair=None):
-        """Table 1's runs of one pair (default the main pair) as ``(row, spec)``: the student alone
-        (``ce``), KD, then KD-aug, KD-i, the control (KD-i with the raw teacher in its extra term,
-        ``calibrated_fraction = 0``; main pair only) and KD-p for each augmentation, and the CRD
-        rows likewise."""
+        """Table 1's runs of one pair (default the main pair) as ``(row, spec)``, in the order of
+        ``methods``: each method once (``none``) or for each augmentation, and after a method with
+        a control row (KD-i: its extra beta-weighted term against the raw teacher,
+        ``calibrated_fraction = 0``; main pair only) that row too."""
         cfg, out = self.cfg, []
         pair = tuple(pair or self.main_pair)
         main = dict(cfg.get("loss", {}))
         control = cfg.get("analysis", {}).get("control", True) and pair == self.main_pair
         for seed in seeds if seeds is not None else cfg.get("seeds", [0]):
             for m in cfg.get("methods", ["kd", "kd-aug", "kd-i", "kd-p"]):
-                for aug in (["none"] if m in SINGLE_VIEW else cfg.get("augs", ["mixup", "cutmix"])):
-                    if m == "kd-i":
-                        f = float(main.get("calibrated_fraction", 1.0))
-                        out.append(("kd-i", self._student(self._kdi_row(f), m, aug, seed, main, pair)))
-                        if control and f != 0.0:
-                            loss = dict(main, calibrated_fraction=0.0)
-                            out.append(("kd-i-raw", self._student("kd-i-raw", m, aug, seed, loss, pair)))
-                    else:
-                        row = self._kdp_row(main.get("sigma", 2.0)) if m == "kd-p" else m
-                        out.append((m, self._student(row, m, aug, seed, main, pair)))
+                method = methods.get(m)
+                for aug in (cfg.get("augs", list(methods.MIXES)) if method.mixes else ["none"]):
+                    out.append((m, self._student(methods.row_name(m, main, main), m, aug, seed, main, pair)))
+                    if control and method.control is not None:
+                        row, _, settings = method.control
+                        if any(methods.loss_params(m, main)[k] != v for k, v in settings.items()):
+                            out.append((row, self._student(row, m, aug, seed, dict(main, **settings), pair)))
         return out
 
     def student_specs(self, seeds=None, pairs=None):
@@ -220,8 +209,7 @@ class Study:
         for seed in a.get("sweep_seeds") or cfg.get("seeds", [0]):
             for v in values:
                 loss = dict(main, **{key: float(v)})
-                row = self._kdi_row(v) if name == "fig4" else self._kdp_row(v)
-                specs.append(self._student(row, method, aug, seed, loss))
+                specs.append(self._student(methods.row_name(method, loss, main), method, aug, seed, loss))
         return specs
 
     # ------------------------------------------------------------------ time budget
@@ -455,7 +443,8 @@ class Study:
             return ""
         a = self.cfg.get("analysis", {})
         rounds, warm = int(a.get("timing_rounds", 30)), int(a.get("timing_warmup", 3))
-        combos = [("kd", "none")] + [(m, ag) for ag in ("mixup", "cutmix") for m in ("kd-aug", "kd-i", "kd-p")]
+        combos = ([(m, "none") for m in methods.names("kd", mixes=False)]
+                  + [(m, ag) for ag in methods.MIXES for m in methods.names("kd", mixes=True)])
         bs = self.cfg["optim"].get("batch_size", 128)
         alpha = float(self.cfg.get("aug", {}).get("alpha", 1.0))
         models, opts, losses, gens, kws = {}, {}, {}, {}, {}
@@ -483,7 +472,7 @@ class Study:
                     times[c].append(time.perf_counter() - t0)
         train_med = {}
         for e in self.table1_entries():
-            if e["row"] in ("kd", "kd-aug", "kd-i", "kd-p"):
+            if e["row"] in methods.names("kd"):
                 rec = next(r for r in runs.read_records(self.results_path) if r["run_id"] == e["run_id"])
                 train_med.setdefault((e["row"], e["aug"]), []).append(rec["step_time_median"])
         train_med = {c: float(np.median(v)) for c, v in train_med.items()}

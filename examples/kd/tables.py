@@ -19,14 +19,28 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import METRIC_TITLE, write_table
-from .losses import SINGLE_VIEW
+from . import methods
 
 __all__ = ["table1_pairs", "table2", "pair_label", "row_specs"]
 
 AUG_LABEL = {"mixup": "Mixup", "cutmix": "CutMix", "none": ""}
-LABEL = {"ce": "Student", "kd": "KD", "kd-aug": "KD-aug", "kd-i": "KD-i", "kd-p": "KD-p",
-         "crd": "CRD", "crd-aug": "CRD-aug", "crd-i": "CRD-i", "crd-p": "CRD-p"}
-_ORDER = (("ce",), ("kd",), ("kd-aug", "kd-i", "kd-p"), ("crd",), ("crd-aug", "crd-i", "crd-p"))
+LABEL = {m.name: m.label for m in methods.METHODS.values()}
+SINGLE_VIEW = methods.names(mixes=False)  # trained on un-mixed images: one row, no augmentation
+
+
+def _row_groups():
+    """Table 1's row groups: runs of consecutive methods (in :data:`examples.kd.methods.METHODS`'
+    order) of one family that mix alike (Student; KD; KD-aug, KD-i, KD-p; CRD; ...)."""
+    groups = []
+    for m in methods.METHODS.values():
+        if groups and (groups[-1][0].family, groups[-1][0].mixes) == (m.family, m.mixes):
+            groups[-1].append(m)
+        else:
+            groups.append([m])
+    return tuple(tuple(m.name for m in g) for g in groups)
+
+
+_ORDER = _row_groups()
 
 
 def pair_label(teacher: str, student: str) -> str:

@@ -70,7 +70,7 @@ import torch.nn.functional as F
 from . import runs
 from .augment import mix_batch
 from .crd import build_crd
-from .losses import CRD_METHODS, build_loss, loss_params
+from .methods import build_loss, loss_params, names
 from .models import build_model
 
 __all__ = ["RunSpec", "train_run", "train_step", "image_loss", "make_optimizer", "run_identity", "cpu_threads",
@@ -659,7 +659,7 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, te
     if tr["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     crd = None
-    if spec.method in CRD_METHODS:
+    if spec.method in names("crd"):
         crd = build_crd(spec.loss, model.feat_dim, teacher.feat_dim, data.size("train")).to(device)
     opt = make_optimizer(model, cfg, crd.parameters() if crd is not None else ())
     ckpt = out / "checkpoint.pt"

@@ -2,13 +2,13 @@
 
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import treeiso
-from examples.kd.losses import KDAugLoss, KDILoss, KDLoss, KDPLoss, build_loss
+from examples.kd.losses import KDAugLoss, KDILoss, KDLoss, KDPLoss
+from examples.kd.methods import build_loss
 from treeiso.distill import isotonic_targets, kd_divergence, soft_cross_entropy
 from treeiso.distill import order_penalty as _order_penalty
 

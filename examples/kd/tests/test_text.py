@@ -13,10 +13,12 @@ import pytest
 import torch
 
 import treeiso
-from examples.kd.losses import KD_METHODS as METHODS, build_loss  # the text study's methods
+from examples.kd.methods import build_loss, names
 from treeiso.distill import isotonic_targets, order_penalty
 
 from ._topk_ref import row_tree
+
+METHODS = names("kd")  # the text study's methods
 
 pytest.importorskip("transformers", reason="the text study needs transformers (pip install -e '.[text]')")
 

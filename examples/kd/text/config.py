@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+from .. import methods
 from ..config import SCHEMA as IMAGE_SCHEMA
 from ..schema import Bool, Choice, Float, Int, ListOf, Str
 
@@ -29,7 +30,7 @@ SCHEMA["student"] = {"arch": Str(), "epochs": Int(min=1)}
 SCHEMA["optim"] = dict(IMAGE_SCHEMA["optim"], name=Choice("sgd", "adamw"))
 SCHEMA["augs"] = ListOf(Choice("mixup"), min_len=1, unique=True)
 # the text study runs the KD family only (CRD needs the image study's feature/memory plumbing), one pair
-SCHEMA["methods"] = ListOf(Choice("kd", "kd-aug", "kd-i", "kd-p"), min_len=1, unique=True)
+SCHEMA["methods"] = ListOf(Choice(*methods.names("kd")), min_len=1, unique=True)
 del SCHEMA["pairs"]
 SCHEMA["analysis"] = {"fig1_samples": Int(min=1), "control": Bool()}
 SCHEMA["pipeline"] = ListOf(Choice(*STEPS), min_len=1)
