@@ -1,5 +1,8 @@
 """Command line: ``python -m examples.kd [command] [options] [key=value ...]``.
 
+``--domain text`` runs the text study instead (Table 4; ``python -m examples.kd.text`` is the
+short form, with its own ``--help``); the commands below are the image study's.
+
 Commands (each regenerates one artefact; missing training runs are trained first, finished ones
 are reused):
 
@@ -45,30 +48,45 @@ import os
 import sys
 import time
 
+from . import domain as domains
 from . import methods
+from .steps import Request, run_pipeline, steps_of
 
 __doc__ = __doc__.replace("{methods}", methods.help_lines())
 
-COMMANDS = ("run", "data", "teacher", "teachers", "students", "train", "fig1", "table1", "table2", "table3", "fig4",
-            "fig5", "report")
+COMMANDS = ("run",) + tuple(steps_of("image"))
 
 
-def parse(argv=None, prog="python -m examples.kd", doc=__doc__, commands=COMMANDS,
-          profiles="quick | fmnist | full | gpu | paper | pairs-cpu | imagenet | imagenet-cpu",
-          datasets="glyphs | cifar100 | cifar10 | npz | idx | imagefolder | synthetic_imagefolder",
-          image_options=True):
-    """Parse the command line; the text study (:mod:`examples.kd.text`) passes its own commands,
-    profiles and datasets and leaves out the image study's ``train`` options (``--out`` and
-    ``--readme`` come with a ``report`` command)."""
+def _domain_name(argv) -> str:
+    """The ``--domain`` of ``argv`` (default ``image``), read before the parser is built (the
+    commands and options depend on it)."""
+    for i, t in enumerate(argv):
+        if t == "--domain" and i + 1 < len(argv):
+            return argv[i + 1]
+        if t.startswith("--domain="):
+            return t.split("=", 1)[1]
+    return "image"
+
+
+def parse(argv=None, domain=None):
+    """Parse the command line of ``domain`` (default: the one ``--domain`` names); its commands are
+    ``run`` and the domain's steps (:mod:`examples.kd.steps`); the image study's ``train`` adds
+    ``--method``, ``--aug`` and ``--seed``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    name = _domain_name(argv)
+    if name not in domains.NAMES:
+        sys.exit(f"error: --domain must be one of {', '.join(domains.NAMES)}, got {name!r}")
+    d = domain or domains.get(name)
+    commands = ("run",) + tuple(steps_of(d.name))
     if not any(t in commands for t in argv) and not any(t in ("-h", "--help") for t in argv):
         argv = ["run"] + argv  # the default command, also before options and key=value overrides
-    p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=d.prog, description=d.doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", nargs="?", default="run", choices=commands)
-    p.add_argument("--profile", default="quick", help=profiles)
+    p.add_argument("--domain", default=d.name, choices=domains.NAMES, help="image (default) | text")
+    p.add_argument("--profile", default="quick", help=d.profiles_help)
     p.add_argument("--config", help="a YAML config file (instead of a profile)")
     p.add_argument("--run-dir", help="output folder (default: the profile's run_dir)")
-    p.add_argument("--dataset", help=datasets)
+    p.add_argument("--dataset", help=d.datasets_help)
     p.add_argument("--data-root", help="folder/file of local data (never downloaded)")
     p.add_argument("--cache-dir", help="where generated data is cached (default <run-dir>/data)")
     p.add_argument("--device", help="auto | cpu | cuda")
@@ -82,15 +100,14 @@ def parse(argv=None, prog="python -m examples.kd", doc=__doc__, commands=COMMAND
                    help="never train: reuse finished runs of the current settings, stop naming what differs "
                         "when one is missing")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    if image_options:
+    if d.train_command:
         single = ", ".join(methods.names(mixes=False))
         p.add_argument("--method", default="kd-i", help="train: " + " | ".join(methods.METHODS))
         p.add_argument("--aug", default=None,
                        help=f"train: none ({single}) | mixup | cutmix (default: none for {single}, else mixup)")
         p.add_argument("--seed", default="0", help="train: student seed (an integer >= 0)")
-    if "report" in commands:
-        p.add_argument("--out", help="report: output folder (default <run-dir>/report)")
-        p.add_argument("--readme", help="report: a Markdown file whose <!-- report:NAME --> blocks are rewritten")
+    p.add_argument("--out", help="report: output folder (default <run-dir>/report)")
+    p.add_argument("--readme", help="report: a Markdown file whose <!-- report:NAME --> blocks are rewritten")
     a, rest = p.parse_known_args(argv)
     bad = [r for r in rest if "=" not in r or r.startswith("-")]
     if bad:
@@ -99,45 +116,48 @@ def parse(argv=None, prog="python -m examples.kd", doc=__doc__, commands=COMMAND
     return a
 
 
-def build_config(a, config_dir=None, profiles=None, schema=None):
-    """The checked configuration of the parsed arguments ``a``; raises ConfigError.
-
-    ``config_dir``, ``profiles``, ``schema``: the text study's (default: the image study's)."""
-    from .config import ConfigError, check_config, load_config
+def _train_request(a):
+    """Check ``train``'s ``--method``, ``--aug`` and ``--seed`` (in place)."""
+    from .config import ConfigError
     from .schema import parse_int_list
 
+    if a.method not in methods.METHODS:
+        raise ConfigError(f"--method must be one of {', '.join(methods.METHODS)}, got {a.method!r}")
+    augs = methods.train_augs(a.method)
+    a.aug = a.aug or augs[0]
+    if a.aug not in augs:
+        raise ConfigError(f"--aug for --method {a.method} must be one of {', '.join(augs)}, got {a.aug!r}")
+    seeds = parse_int_list(a.seed, "--seed")
+    if len(seeds) != 1:
+        raise ConfigError("--seed takes one integer (use --seeds for several)")
+    a.seed = seeds[0]
+
+
+_FLAGS = (("dataset", "data", "name"), ("data_root", "data", "root"), ("cache_dir", "data", "cache_dir"),
+          ("device", None, "device"), ("time_budget", None, "time_budget"), ("resume", None, "resume"))
+
+
+def build_config(a, domain=None):
+    """The checked configuration of the parsed arguments ``a`` in ``domain`` (default: ``a.domain``);
+    raises ConfigError."""
+    from .config import check_config, load_config
+    from .schema import parse_int_list
+
+    d = domain or domains.get(a.domain)
     if a.command == "train":
-        if a.method not in methods.METHODS:
-            raise ConfigError(f"--method must be one of {', '.join(methods.METHODS)}, got {a.method!r}")
-        augs = methods.train_augs(a.method)
-        a.aug = a.aug or augs[0]
-        if a.aug not in augs:
-            raise ConfigError(f"--aug for --method {a.method} must be one of {', '.join(augs)}, got {a.aug!r}")
-        a.seed = parse_int_list(a.seed, "--seed")
-        if len(a.seed) != 1:
-            raise ConfigError("--seed takes one integer (use --seeds for several)")
-        a.seed = a.seed[0]
-    where = {k: v for k, v in (("config_dir", config_dir), ("profiles", profiles)) if v is not None}
-    cfg = load_config(a.profile, a.config, a.overrides, schema=schema, **where)
+        _train_request(a)
+    config_dir, profiles, schema = d.config()
+    cfg = load_config(a.profile, a.config, a.overrides, schema=schema, config_dir=config_dir, profiles=profiles)
     if a.run_dir:
         cfg["run_dir"] = a.run_dir
     elif a.config is None and a.profile != cfg.get("profile", a.profile):
-        cfg["run_dir"] = f"runs/{a.profile}"
-    data = cfg.setdefault("data", {})
-    if a.dataset:
-        data["name"] = a.dataset
-    if a.data_root:
-        data["root"] = a.data_root
-    if a.cache_dir:
-        data["cache_dir"] = a.cache_dir
-    if a.device:
-        cfg["device"] = a.device
+        cfg["run_dir"] = f"runs/{d.run_prefix}{a.profile}"
+    for flag, section, key in _FLAGS:
+        value = getattr(a, flag)
+        if value is not None:
+            (cfg.setdefault(section, {}) if section else cfg)[key] = value
     if a.seeds is not None:
         cfg["seeds"] = parse_int_list(a.seeds, "--seeds")
-    if a.time_budget is not None:
-        cfg["time_budget"] = a.time_budget
-    if a.resume is not None:
-        cfg["resume"] = a.resume
     if a.no_progress:
         cfg["progress"] = False
     if a.reuse_only or a.command == "report":
@@ -148,11 +168,12 @@ def build_config(a, config_dir=None, profiles=None, schema=None):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     a = parse(argv)
+    d = domains.get(a.domain)
     from .config import ConfigError
 
     try:
-        cfg = build_config(a)  # every check before anything is trained or written
-    except ConfigError as e:
+        cfg = build_config(a, d)  # every check before anything is trained or written
+    except (ConfigError, FileNotFoundError) as e:  # a bad setting or a missing profile: one line
         sys.exit(f"error: {e}")
     import torch
 
@@ -167,7 +188,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     load0, utc0 = os.getloadavg(), time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     try:
-        study = Study(cfg)
+        study = Study(cfg, d)
     except (FileNotFoundError, ImportError, ValueError) as e:  # data problems: one line, no traceback
         sys.exit(f"error: {e}")
     try:
@@ -190,61 +211,15 @@ def main(argv=None):
 
 
 def _steps(a, cfg, study):
+    """Run the command's steps (``run``: the profile's pipeline) and return the tables' Markdown."""
     cmd = a.command
-    steps = cfg.get("pipeline", ["teacher", "students", "fig1", "table1", "table3"]) if cmd == "run" else [cmd]
-    study.plan(steps)
+    names = cfg.get("pipeline", list(study.domain.default_pipeline)) if cmd == "run" else [cmd]
+    study.plan(names)
     study.echo_tables = cmd != "run"  # `run` prints all tables once at the end
-    out = []
-    for step in steps:
-        if step == "data":
-            _data_grid(study)
-        elif step == "teacher":
-            study.teacher()
-        elif step == "teachers":
-            study.teachers()
-        elif step == "students":
-            study.students()
-        elif step == "train":
-            loss = dict(cfg.get("loss", {}))
-            row = methods.row_name(a.method, loss, loss)
-            study.students([study._student(row, a.method, a.aug, a.seed, loss)])
-        elif step == "fig1":
-            out.append(study.fig1())
-        elif step == "table1":
-            out.append(study.table1())
-        elif step == "table2":
-            out.append(study.table2())
-        elif step == "table3":
-            out.append(study.table3())
-        elif step in ("fig4", "fig5"):
-            out.append(study.sweep(step))
-        elif step == "report":
-            study.report(a.out if cmd == "report" else None, a.readme if cmd == "report" else None)
-        else:
-            raise ValueError(f"unknown pipeline step {step!r}")
-    return out
-
-
-def _data_grid(study):
-    if study.rank != 0 or not hasattr(study.data, "x_train"):
-        return
-    import numpy as np
-
-    from .report import plt as _plt
-
-    d = study.data
-    k = min(20, d.num_classes)
-    rows = []
-    for c in range(k):
-        idx = (d.y_train == c).nonzero()[:6, 0]
-        rows.append(np.concatenate([d.x_train[i].permute(1, 2, 0).numpy() for i in idx], axis=1))
-    w = max(r.shape[1] for r in rows)
-    grid = np.concatenate([np.pad(r, ((0, 0), (0, w - r.shape[1]), (0, 0))) for r in rows], axis=0)
-    plt = _plt()
-    scale = max(1, 64 // max(1, d.x_train.shape[-1]))  # small images: enlarge (nearest) to be seen
-    grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
-    plt.imsave(study.out / "data.png", grid)
-    study.log(f"sample grid (6 images of each of {k} classes): {study.out / 'data.png'}")
+    report = cmd == "report"
+    request = Request(method=getattr(a, "method", None), aug=getattr(a, "aug", None), seed=getattr(a, "seed", None),
+                      out=a.out if report else None, readme=a.readme if report else None)
+    return run_pipeline(study, names, request)
 
 
 if __name__ == "__main__":

@@ -358,14 +358,23 @@ def write_setup(study, out: Path, data: str, extra: Sequence[tuple[str, str]] = 
     return md
 
 
-def write_report(study, out: Path, sweeps: dict, stamps: dict) -> dict:
-    """The generated report of ``study`` (current runs only) in ``out``: ``setup``, ``table1``,
-    ``fig1``, ``table3`` and the sweeps as .md/.rst (+ .csv, .png). Returns name -> Markdown."""
+def sweep_labels(name: str, aug: str) -> tuple[str, str]:
+    """``(x-axis label, title)`` of Fig. 4 (``name="fig4"``) or Fig. 5 swept with ``aug``."""
+    label = {"mixup": "Mixup", "cutmix": "CutMix"}[aug]
+    if name == "fig4":
+        return "calibrated fraction", f"Fig. 4: KD-i ({label}) accuracy\nvs fraction of calibrated samples"
+    return "sigma", f"Fig. 5: KD-p ({label}) accuracy vs sigma"
+
+
+def write_report(study, out: Path, entries: list, sweeps: dict, stamps: dict) -> dict:
+    """The generated report of ``study`` in ``out`` from records only: ``setup``, ``table1``
+    (``entries``: the main pair's Table 1 entries), ``fig1`` and ``table3`` (read from
+    ``analysis/``, checked against ``stamps``) and the sweeps (``sweeps``: name -> entries) as
+    .md/.rst (+ .csv, .png). Returns name -> Markdown."""
     out.mkdir(parents=True, exist_ok=True)
     cfg, md = study.cfg, {}
     (_, data), *extra = image_setup_rows(study)
     md["setup"] = write_setup(study, out, data, extra)
-    entries = study.table1_entries()
     md["table1"], _ = table1_selected(entries, out, cfg.get("augs", ["mixup", "cutmix"]))
     for name, cmd in (("fig1", "fig1"), ("table3", "table3")):
         if name not in cfg.get("pipeline", []):
@@ -376,21 +385,17 @@ def write_report(study, out: Path, sweeps: dict, stamps: dict) -> dict:
         md[name] = write_table(saved["rows"], out / name, title, saved.get("note", ""))
         if name == "fig1":
             shutil.copyfile(study.out / "fig1.png", out / "fig1.png")
-    for name, entries in sweeps.items():
-        aug = {"mixup": "Mixup", "cutmix": "CutMix"}[cfg.get("analysis", {}).get("sweep_aug", "mixup")]
-        if name == "fig4":
-            md[name] = sweep_figure(entries, out, name, "calibrated fraction",
-                                    f"Fig. 4: KD-i ({aug}) accuracy\nvs fraction of calibrated samples")
-        else:
-            md[name] = sweep_figure(entries, out, name, "sigma", f"Fig. 5: KD-p ({aug}) accuracy vs sigma")
+    aug = cfg.get("analysis", {}).get("sweep_aug", "mixup")
+    for name, sweep in sweeps.items():
+        md[name] = sweep_figure(sweep, out, name, *sweep_labels(name, aug))
     return md
 
 
 def write_run_facts(study, out: Path, prog: str = "python -m examples.kd", extra: Sequence[str] = (),
-                    name: str = "measured", convergence: bool = True) -> dict:
+                    name: str = "measured", convergence: Sequence[dict] = ()) -> dict:
     """``measured``: the last recorded wall time of ``prog run`` with the current settings, KD's
-    convergence check (accuracy at the configured epochs vs 3x as many) when measured and
-    ``convergence`` is set, then the sentences ``extra``. Writes ``measured.md`` / ``.rst`` in ``out``; returns ``{name: md}``."""
+    convergence check (``convergence``: :meth:`~examples.kd.experiment.Study.convergence_entries`,
+    accuracy at the configured epochs vs 3x as many) when measured, then the sentences ``extra``. Writes ``measured.md`` / ``.rst`` in ``out``; returns ``{name: md}``."""
     from .report import md_table, rst_table
     from .runs import read_records
 
@@ -401,7 +406,7 @@ def write_run_facts(study, out: Path, prog: str = "python -m examples.kd", extra
         lines.append(f"Wall time of `{prog} run` with these settings: {r['seconds'] / 60:.1f} min "
                      f"({r['seconds']:.0f} s, started {r['utc_start']}, {r['threads']} thread(s) on {r['cpus']} "
                      f"cores, load average {r['load_start'][0]:.2f} at start and {r['load_end'][0]:.2f} at the end).")
-    conv = study.convergence_entries() if convergence else []
+    conv = list(convergence)
     if conv:
         e0, e1 = conv[0]["epochs"]
         p = paired({c["seed"]: c["long"] for c in conv}, {c["seed"]: c["short"] for c in conv})

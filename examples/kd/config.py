@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from . import methods
+from . import methods, steps
 from .schema import AnyOf, Bool, Choice, ConfigError, Float, Int, ListOf, Str, validate
 
 __all__ = ["load_config", "apply_override", "PROFILES", "SCHEMA", "STEPS", "check_config", "ConfigError"]
@@ -18,7 +18,7 @@ __all__ = ["load_config", "apply_override", "PROFILES", "SCHEMA", "STEPS", "chec
 CONFIG_DIR = Path(__file__).parent / "configs"
 SOURCES = ("glyphs", "cifar100", "cifar10", "npz", "idx", "imagefolder", "synthetic_imagefolder")  # = data.SOURCES
 PROFILES = ("quick", "fmnist", "full", "gpu", "paper", "pairs-cpu", "imagenet", "imagenet-cpu")
-STEPS = ("data", "teacher", "teachers", "students", "fig1", "table1", "table2", "table3", "fig4", "fig5", "report")
+STEPS = steps.pipeline_steps("image")
 METHODS = tuple(methods.METHODS)
 MODEL_NAMES = ("densenet121", "googlenet", "resnet101", "resnet110", "resnet14", "resnet18", "resnet20",
                "resnet32", "resnet32x4", "resnet34", "resnet44", "resnet50", "resnet56", "resnet8",

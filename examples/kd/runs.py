@@ -31,6 +31,8 @@ API
 ``read_records(path) -> list[dict]`` every record, the last one per ``run_id``
 ``select_records(path, run_ids=None, **fields) -> list[dict]``
 ``explain_missing(root, name, identity) -> str``  what differs from the saved runs of that name
+``RunStore(root, rank=0, log=print)``  the run folders under ``root`` and ``results.jsonl``:
+                                     ``train_or_reuse(name, identity, train, reuse_only, resume)``
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
-__all__ = ["canonical", "config_digest", "file_digest", "run_id", "diff_identity", "make_record",
+__all__ = ["RunStore", "RunMissing", "canonical", "config_digest", "file_digest", "run_id", "diff_identity", "make_record",
            "append_record", "read_records", "select_records", "flatten", "explain_missing"]
 
 DIGEST_LEN = 10
@@ -248,3 +250,92 @@ def explain_missing(root, name: str, identity: Mapping) -> str:
     n, other, diff = min(others)
     return (f"no saved run {name!r} with the current settings under {root} (wanted {want}); "
             f"the nearest saved one, {other}, differs in: " + "; ".join(diff))
+
+
+class RunMissing(RuntimeError):
+    """``reuse_only``: the run with the current settings has not been trained."""
+
+
+class RunStore:
+    """The runs of one study: a folder ``<root>/<run id>/`` per run (``identity.json`` while it
+    trains, ``result.json`` once finished) and ``<root>/results.jsonl``, the records tables are
+    built from. Only rank 0 (``rank``) writes; ``log`` takes one-line messages.
+
+    :meth:`train_or_reuse` is the one place that decides whether a run is trained: a finished
+    run of the same identity is reused, ``reuse_only`` never trains (:class:`RunMissing` names
+    what differs from the saved runs of that name), ``resume=False`` trains again.
+    """
+
+    def __init__(self, root, rank: int = 0, log=None):
+        self.root, self.rank = Path(root), int(rank)
+        self.log = log or (lambda m: print(m, flush=True))
+
+    @property
+    def results_path(self) -> Path:
+        return self.root / "results.jsonl"
+
+    def folder(self, rid: str) -> Path:
+        return self.root / rid
+
+    def finished(self, rid: str, identity: Mapping):
+        """The saved record of a finished run ``rid`` of this identity, or ``None``."""
+        done = self.folder(rid) / "result.json"
+        if done.exists():
+            prev = json.loads(done.read_text())
+            if prev.get("run_id") == rid and prev.get("identity") == json.loads(canonical(identity)):
+                return prev
+        return None
+
+    def _open(self, name: str, rid: str, identity: Mapping) -> Path:
+        out = self.folder(rid)
+        if self.rank == 0:
+            if not (out / "identity.json").exists():
+                msg = explain_missing(self.root, name, identity)
+                if "differs in" in msg:  # the same run name with other settings: say why it trains anew
+                    self.log(f"{name}: training a new run ({msg.split('; ', 1)[1]})")
+            out.mkdir(parents=True, exist_ok=True)
+            _atomic_text(json.dumps(json.loads(canonical(identity)), indent=1), out / "identity.json")
+        return out
+
+    def _close(self, out: Path, record: Mapping) -> None:
+        if self.rank == 0:
+            _atomic_text(json.dumps(record, indent=1), out / "result.json")
+            # A finished run is reused from result.json and its weights: the resume checkpoint
+            # (weights plus optimizer state, 3x the model for Adam) is dead weight (a quick text
+            # run kept 2.4 GB of them), so it goes once the result is safely written.
+            (out / "checkpoint.pt").unlink(missing_ok=True)
+
+    def train_or_reuse(self, name: str, identity: Mapping, train, reuse_only=False, resume=True):
+        """The record of run ``name`` with ``identity``: reused when finished (and ``resume`` or
+        ``reuse_only``), else ``train(folder, run_id)`` (which returns the record, or ``None``
+        when it stopped early), whose record is then written to the folder's ``result.json``."""
+        rid = run_id(name, identity)
+        prev = self.finished(rid, identity) if (resume or reuse_only) else None
+        if prev is not None:
+            return prev
+        if reuse_only:
+            raise RunMissing(explain_missing(self.root, name, identity))
+        out = self._open(name, rid, identity)
+        record = train(out, rid)
+        if record is not None:
+            self._close(out, record)
+        return record
+
+    def records(self) -> list[dict]:
+        """Every record of ``results.jsonl`` (the last one per run id)."""
+        return read_records(self.results_path)
+
+    def add(self, record) -> None:
+        """Append ``record`` to ``results.jsonl`` unless a record of its run is there already
+        (a reused run); rank 0 only."""
+        if record is None or self.rank != 0:
+            return
+        if any(r["run_id"] == record["run_id"] for r in self.records()):
+            return
+        append_record(self.results_path, record)
+
+
+def _atomic_text(text, path: Path):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

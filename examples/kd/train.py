@@ -55,6 +55,7 @@ sharded and summed, and only rank 0 writes logs and checkpoints.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -68,12 +69,15 @@ import torch
 import torch.nn.functional as F
 
 from . import runs
+from .runs import RunMissing, RunStore
 from .augment import mix_batch
 from .crd import build_crd
+from .domain import ImageDomain
 from .methods import build_loss, loss_params, names
 from .models import build_model
 
-__all__ = ["RunSpec", "train_run", "train_step", "image_loss", "make_optimizer", "run_identity", "cpu_threads",
+__all__ = ["RunSpec", "RunOptions", "Teacher", "Batch", "Objective", "StepOptions", "train_run", "train_step",
+           "image_loss", "make_optimizer", "run_identity", "cpu_threads",
            "has_validation", "state_digest", "train_settings", "TRAIN_DEFAULTS", "autocast_context",
            "step_options", "prepare_student",
            "load_model", "saved_weights", "dist_info", "setup_determinism", "evaluate", "NonFiniteLoss", "RunMissing",
@@ -101,12 +105,23 @@ def train_settings(cfg: dict) -> dict:
     return t
 
 
-def step_options(cfg: dict, device) -> dict:
-    """:func:`train_step`'s keyword arguments for the config's ``train`` section: ``amp``, a fresh
-    ``scaler`` (fp16 only) and ``channels_last``."""
+@dataclass
+class StepOptions:
+    """How :func:`train_step` runs: ``amp`` (``"off"``, ``"bf16"``, ``"fp16"``) runs the forward
+    passes and the loss under :func:`autocast_context`; ``scaler`` (a ``torch.amp.GradScaler``,
+    for fp16) scales the backward pass and skips steps with non-finite gradients;
+    ``channels_last`` converts image batches (4-D) to NHWC."""
+
+    amp: str = "off"
+    scaler: object = None
+    channels_last: bool = False
+
+
+def step_options(cfg: dict, device) -> StepOptions:
+    """:class:`StepOptions` for the config's ``train`` section (a fresh ``scaler`` for fp16)."""
     t = train_settings(cfg)
     scaler = torch.amp.GradScaler(torch.device(device).type) if t["amp"] == "fp16" else None
-    return dict(amp=t["amp"], scaler=scaler, channels_last=t["channels_last"])
+    return StepOptions(amp=t["amp"], scaler=scaler, channels_last=t["channels_last"])
 
 
 def prepare_student(model, cfg: dict):
@@ -148,10 +163,6 @@ class RunSpec:
 
 class NonFiniteLoss(FloatingPointError):
     """The training loss became NaN or infinite; the run is stopped and not recorded."""
-
-
-class RunMissing(RuntimeError):
-    """``reuse_only``: the run with the current settings has not been trained."""
 
 
 def effective_optim(cfg: dict) -> dict:
@@ -261,12 +272,6 @@ def _atomic_save(obj, path: Path):
     os.replace(tmp, path)
 
 
-def _atomic_text(text, path: Path):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 class _FrozenBNStats:
     """Train-mode batch norm that leaves its running statistics unchanged (momentum 0)."""
 
@@ -344,33 +349,49 @@ def load_model(path, arch, num_classes, device, model_fn=build_model):
 
 
 # ----------------------------------------------------------------------------- one step
-def image_loss(net, teacher, loss_fn, x, y, idx, aug, aug_alpha, rng, gen):
+@dataclass
+class Batch:
+    """One training batch: inputs ``x``, labels ``y``, the training-set ids ``idx`` (CRD's memory
+    and the text study's cached teacher features look them up), the augmentation ``aug``
+    (``none``, ``mixup``, ``cutmix``) with its Beta parameter ``aug_alpha``, and the generators of
+    the batch's random draws (``rng`` NumPy, ``gen`` torch)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    idx: torch.Tensor | None = None
+    aug: str = "none"
+    aug_alpha: float = 1.0
+    rng: np.random.Generator | None = None
+    gen: torch.Generator | None = None
+
+
+def image_loss(net, batch: Batch, teacher, loss_fn):
     """A batch's ``(loss, stats)`` in the image study: cross-entropy (teacher, ``loss_fn=None``)
-    or a distillation loss on the images mixed by ``aug`` (:func:`examples.kd.augment.mix_batch`).
-    ``idx`` (the batch's sample indices) is unused here; the text study's loss
-    (:func:`examples.kd.text.mixing.text_loss`) looks its cached teacher features up with it.
-    The teacher is not run for losses that do not use it (``ce``: ``loss_fn.uses_teacher``)."""
+    or a distillation loss on the images mixed by ``batch.aug``
+    (:func:`examples.kd.augment.mix_batch`). The teacher is not run for losses that do not use it
+    (``ce``: ``loss_fn.uses_teacher``)."""
     if loss_fn is None:
-        return F.cross_entropy(net(x), y), {}
-    mb = mix_batch(x, y, aug, aug_alpha, rng, gen)
+        return F.cross_entropy(net(batch.x), batch.y), {}
+    mb = mix_batch(batch.x, batch.y, batch.aug, batch.aug_alpha, batch.rng, batch.gen)
     t = None
     if getattr(loss_fn, "uses_teacher", True):
         with torch.no_grad():
             t = teacher(mb.x)
-    return loss_fn(net(mb.x), t, mb.y_a, mb.y_b, mb.lam, mb.labels, gen)
+    return loss_fn(net(mb.x), t, mb.y_a, mb.y_b, mb.lam, mb.labels, batch.gen)
 
 
-def _crd_loss(net, teacher, loss_fn, crd, x, y, idx, aug, aug_alpha, rng, gen):
+def _crd_loss(net, batch: Batch, teacher, loss_fn, crd):
     """:func:`image_loss` plus ``crd.weight`` x the CRD term; returns ``(loss, stats, (idx, u, v))``
     with the embeddings of the un-mixed batch for the memory update."""
-    mb = mix_batch(x, y, aug, aug_alpha, rng, gen)
+    x = batch.x
+    mb = mix_batch(x, batch.y, batch.aug, batch.aug_alpha, batch.rng, batch.gen)
     with torch.no_grad():
         ft, t = teacher(mb.x, return_features=True)
     fs, s = net(mb.x, return_features=True)
-    loss, stats = loss_fn(s, t, mb.y_a, mb.y_b, mb.lam, mb.labels, gen)
-    idx = idx.to(x.device)
+    loss, stats = loss_fn(s, t, mb.y_a, mb.y_b, mb.lam, mb.labels, batch.gen)
+    idx = batch.idx.to(x.device)
     idx_b = idx[mb.perm] if mb.perm is not None else None
-    lc, (u, v) = crd(fs, ft, idx, idx_b, mb.lam, gen=gen)
+    lc, (u, v) = crd(fs, ft, idx, idx_b, mb.lam, gen=batch.gen)
     if mb.perm is not None:  # the memory learns un-mixed embeddings only
         model = net.module if hasattr(net, "module") else net
         with torch.no_grad(), _FrozenBNStats(model):
@@ -378,48 +399,62 @@ def _crd_loss(net, teacher, loss_fn, crd, x, y, idx, aug, aug_alpha, rng, gen):
     return loss + crd.weight * lc, dict(stats, crd=lc.detach()), (idx, u, v)
 
 
-def train_step(net, opt, x, y, teacher=None, loss_fn=None, aug="none", aug_alpha=1.0, rng=None, gen=None,
-               idx=None, batch_loss=None, crd=None, amp="off", scaler=None, channels_last=False):
-    """One optimiser step on the batch ``(x, y)``: cross-entropy (teacher, ``loss_fn=None``) or a
-    distillation loss on the batch mixed by ``aug``. Returns ``(loss, stats)`` (detached).
+@dataclass
+class Objective:
+    """What a training step minimises: cross-entropy (a teacher: ``loss_fn`` None) or the
+    distillation loss ``loss_fn`` (:func:`examples.kd.methods.build_loss`) against ``teacher``,
+    computed by the domain's ``batch_loss`` (default :func:`image_loss`; the text study's is
+    :func:`examples.kd.text.mixing.text_loss`); ``crd`` (a :class:`~examples.kd.crd.CRDLoss`,
+    CRD methods) adds ``crd.weight`` x the contrastive term and updates its memory after the
+    step."""
 
-    ``crd`` (a :class:`~examples.kd.crd.CRDLoss`, CRD methods) adds ``crd.weight`` x the
-    contrastive term for the training-set ids ``idx``; its memory is then updated with
-    embeddings of the un-mixed batch. The teacher is not run for ``ce``-type losses
-    (``loss_fn.uses_teacher`` False).
+    loss_fn: object = None
+    teacher: object = None
+    batch_loss: object = None
+    crd: object = None
 
-    ``amp`` (``"off"``, ``"bf16"``, ``"fp16"``) runs the forward passes and the loss under
-    :func:`autocast_context`; ``scaler`` (a ``torch.amp.GradScaler``, for fp16) scales the
-    backward pass and skips steps with non-finite gradients; ``channels_last`` converts image
-    batches (4-D) to NHWC.
+    def __call__(self, net, batch: Batch):
+        """``(loss, stats, memory)``: ``memory`` the CRD memory update, or None."""
+        if self.crd is not None:
+            return _crd_loss(net, batch, self.teacher, self.loss_fn, self.crd)
+        loss, stats = (self.batch_loss or image_loss)(net, batch, self.teacher, self.loss_fn)
+        return loss, stats, None
+
+
+def _average_crd_grads(crd):
+    """The embedding heads are outside DDP: average their gradients over the ranks."""
+    world = dist_info()[1]
+    for p in crd.parameters():
+        if p.grad is not None:
+            torch.distributed.all_reduce(p.grad)
+            p.grad /= world
+
+
+def train_step(net, opt, batch: Batch, objective: Objective, options: StepOptions | None = None):
+    """One optimiser step of ``net`` on ``batch`` minimising ``objective``; returns
+    ``(loss, stats)`` (detached). ``options``: mixed precision, gradient scaler, memory format
+    (:class:`StepOptions`).
 
     The training loop and the Table 3 benchmark both call this, so they time the same work.
-    ``batch_loss`` computes the loss (default :func:`image_loss`; the text study passes its own).
     """
+    o = options or StepOptions()
     net.train()
-    if channels_last and x.ndim == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with autocast_context(x.device, amp):
-        if crd is None:
-            loss, stats = (batch_loss or image_loss)(net, teacher, loss_fn, x, y, idx, aug, aug_alpha, rng, gen)
-        else:
-            loss, stats, memory = _crd_loss(net, teacher, loss_fn, crd, x, y, idx, aug, aug_alpha, rng, gen)
+    if o.channels_last and batch.x.ndim == 4:
+        batch = dataclasses.replace(batch, x=batch.x.contiguous(memory_format=torch.channels_last))
+    with autocast_context(batch.x.device, o.amp):
+        loss, stats, memory = objective(net, batch)
     loss = loss.float()
     opt.zero_grad(set_to_none=True)
-    (scaler.scale(loss) if scaler is not None else loss).backward()
-    if crd is not None and dist_info()[2]:  # the embedding heads are outside DDP: average their grads
-        world = dist_info()[1]
-        for p in crd.parameters():
-            if p.grad is not None:
-                torch.distributed.all_reduce(p.grad)
-                p.grad /= world
-    if scaler is not None:
-        scaler.step(opt)
-        scaler.update()
+    (o.scaler.scale(loss) if o.scaler is not None else loss).backward()
+    if objective.crd is not None and dist_info()[2]:
+        _average_crd_grads(objective.crd)
+    if o.scaler is not None:
+        o.scaler.step(opt)
+        o.scaler.update()
     else:
         opt.step()
-    if crd is not None:
-        crd.update(*memory)
+    if memory is not None:
+        objective.crd.update(*memory)
     return loss.detach(), stats
 
 
@@ -486,16 +521,6 @@ def _result(spec: RunSpec, state: dict, ident: dict, world: int, selected_on: st
                 loss_cfg=ident.get("loss", {}), world_size=world)
 
 
-def _reusable(out: Path, rid: str, ident: dict):
-    """The saved record of a finished run of this identity, or ``None``."""
-    done = out / "result.json"
-    if done.exists():
-        prev = json.loads(done.read_text())
-        if prev.get("run_id") == rid and prev.get("identity") == json.loads(runs.canonical(ident)):
-            return prev
-    return None
-
-
 def _restore(ckpt: Path, rid: str, device, model, opt, crd, scaler=None):
     """The loop state of an interrupted run (weights, optimiser and gradient scaler loaded), or a
     fresh state."""
@@ -532,9 +557,8 @@ def _run_epoch(ctx: dict, epoch: int, bar) -> dict:
             idx, x, y = next(batches)
         except StopIteration:
             break
-        loss, stats = train_step(ctx["net"], ctx["opt"], x, y, ctx["teacher"], ctx["loss_fn"], spec.aug,
-                                 ctx["aug_alpha"], rng, gen, idx, ctx["batch_loss"], ctx["crd"],
-                                 ctx["amp"], ctx["scaler"], ctx["channels_last"])
+        batch = Batch(x, y, idx, spec.aug, ctx["aug_alpha"], rng, gen)
+        loss, stats = train_step(ctx["net"], ctx["opt"], batch, ctx["objective"], ctx["step"])
         _sync(ctx["device"])
         tot["times"].append(time.perf_counter() - t0)
         lv = loss.float().reshape(1)
@@ -608,11 +632,34 @@ def _epochs(ctx: dict, state: dict, stop_after_epoch) -> bool:
     return True
 
 
-def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, teacher_digest=None,
-              resume=True, reuse_only=False, progress=True, stop_after_epoch=None, log=None,
-              model_fn=build_model, batch_loss=None, extra_identity=None):
-    """Train one network; returns its record (:func:`examples.kd.runs.make_record`, also written
-    to ``<run>/result.json``).
+@dataclass
+class RunOptions:
+    """How :func:`train_run` carries a run out (none of it is part of the run's identity):
+    ``resume`` reuses a finished run of the same identity and continues an interrupted one;
+    ``reuse_only`` never trains (:class:`RunMissing`); ``progress`` shows bars and epoch lines;
+    ``stop_after_epoch`` ends the run early after that many epochs (tests of ``resume``);
+    ``log`` takes one-line messages (default ``print``)."""
+
+    resume: bool = True
+    reuse_only: bool = False
+    progress: bool = True
+    stop_after_epoch: int | None = None
+    log: object = None
+
+
+@dataclass
+class Teacher:
+    """A student's teacher: the eval-mode network the loss runs (``net``; the text study's caches
+    its sentence representations) and the digest of its weights (``digest``, the identity)."""
+
+    net: object
+    digest: str
+
+
+def train_run(spec: RunSpec, data, cfg: dict, store, device, teacher=None, domain=None, options=None):
+    """Train one network, or reuse its finished run; returns its record
+    (:func:`examples.kd.runs.make_record`, also written to ``<run>/result.json``), or None when
+    ``options.stop_after_epoch`` stopped it.
 
     After every epoch the network is evaluated on the test split and, when ``data`` holds one, on
     the validation split. The record reports the test accuracy at the **selected** epoch
@@ -620,51 +667,56 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, te
     the last epoch (``last_acc``) and at the best test epoch (``best_acc``, what the paper
     reports); a teacher's ``best.pt`` holds the weights of its selected epoch.
 
-    ``cfg`` is the whole config (``optim`` and ``aug`` sections used). ``teacher`` (students
-    only) is an eval-mode network; ``teacher_digest`` its identity (default
-    :func:`state_digest` of it). ``resume``: reuse a finished run of the same identity and
-    continue an interrupted one; ``reuse_only``: never train (raise :class:`RunMissing`).
-    ``stop_after_epoch`` ends the run early after that many epochs (tests of ``resume``).
-    ``log``: a function for one-line messages (default ``print``). ``model_fn(arch,
-    num_classes)`` builds the network, ``batch_loss`` computes a batch's loss (see
-    :func:`train_step`) and ``extra_identity`` adds settings to the run's identity (the text
-    study: its model settings).
+    ``cfg`` is the whole config (``optim``, ``aug`` and ``train`` sections used). ``store``: a
+    :class:`~examples.kd.runs.RunStore` or the folder of one. ``teacher`` (students only): a
+    :class:`Teacher`, or an eval-mode network (its digest is then :func:`state_digest` of it).
+    ``domain`` supplies ``model_fn(arch, num_classes)``, ``batch_loss`` (:class:`Objective`) and
+    ``extra_identity(cfg)`` (default: the image study's). ``options``: :class:`RunOptions`.
     """
-    rank, world, dist_on = dist_info()
-    log = log or (lambda m: print(m, flush=True))
-    if spec.method not in ("teacher", "ce"):
-        if teacher is None:
-            raise ValueError(f"{spec.name}: a student run needs a teacher")
-        teacher_digest = teacher_digest or state_digest(teacher)
-    ident = run_identity(spec, cfg, data.identity, teacher_digest, world, cpu_threads(device))
-    if extra_identity:
-        ident.update(extra_identity)
-    rid = runs.run_id(spec.name, ident)
-    out = Path(run_root) / rid
-    prev = _reusable(out, rid, ident) if (resume or reuse_only) else None
-    if prev is not None:
-        return prev
-    if reuse_only:
-        raise RunMissing(runs.explain_missing(run_root, spec.name, ident))
-    if rank == 0:
-        if not (out / "identity.json").exists():
-            msg = runs.explain_missing(run_root, spec.name, ident)
-            if "differs in" in msg:  # the same run name with other settings: say why it trains anew
-                log(f"{spec.name}: training a new run ({msg.split('; ', 1)[1]})")
-        out.mkdir(parents=True, exist_ok=True)
-        _atomic_text(json.dumps(json.loads(runs.canonical(ident)), indent=1), out / "identity.json")
+    opts = options or RunOptions()
+    domain = domain or ImageDomain()
+    rank, world, _ = dist_info()
+    if not isinstance(store, RunStore):
+        store = RunStore(store, rank, opts.log)
+    if teacher is None and spec.method not in ("teacher", "ce"):
+        raise ValueError(f"{spec.name}: a student run needs a teacher")
+    if teacher is not None and not isinstance(teacher, Teacher):
+        teacher = Teacher(teacher, state_digest(teacher))
+    ident = run_identity(spec, cfg, data.identity, teacher.digest if teacher is not None else None, world,
+                         cpu_threads(device))
+    ident.update(domain.extra_identity(cfg))
+    job = dict(spec=spec, data=data, cfg=cfg, device=device, domain=domain, options=opts, ident=ident,
+               teacher=teacher.net if teacher is not None else None)
+    record = store.train_or_reuse(spec.name, ident, lambda out, rid: _fit(job, out, rid),
+                                  reuse_only=opts.reuse_only, resume=opts.resume)
+    if dist_info()[2]:
+        torch.distributed.barrier()
+    return record
+
+
+def _new_network(job: dict, tr: dict):
+    """The run's network, CRD heads (CRD methods) and optimiser, seeded by the run's seed."""
+    spec, data, device = job["spec"], job["data"], job["device"]
     torch.manual_seed(spec.seed)
-    model = model_fn(spec.arch, data.num_classes).to(device)
-    tr = train_settings(cfg)
+    model = job["domain"].model_fn(spec.arch, data.num_classes).to(device)
     if tr["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     crd = None
     if spec.method in names("crd"):
-        crd = build_crd(spec.loss, model.feat_dim, teacher.feat_dim, data.size("train")).to(device)
-    opt = make_optimizer(model, cfg, crd.parameters() if crd is not None else ())
-    ckpt = out / "checkpoint.pt"
+        crd = build_crd(spec.loss, model.feat_dim, job["teacher"].feat_dim, data.size("train")).to(device)
+    opt = make_optimizer(model, job["cfg"], crd.parameters() if crd is not None else ())
+    return model, crd, opt
+
+
+def _fit(job: dict, out: Path, rid: str):
+    """Train run ``rid`` in folder ``out`` (resuming its checkpoint); its record, or None when
+    stopped early. Writes ``final.pt``; the store writes ``result.json``."""
+    spec, data, cfg, device, opts = job["spec"], job["data"], job["cfg"], job["device"], job["options"]
+    rank, world, dist_on = dist_info()
+    tr = train_settings(cfg)
+    model, crd, opt = _new_network(job, tr)
     scaler = torch.amp.GradScaler(torch.device(device).type) if tr["amp"] == "fp16" else None
-    state = _restore(ckpt, rid, device, model, opt, crd, scaler) if resume else _new_state()
+    state = _restore(out / "checkpoint.pt", rid, device, model, opt, crd, scaler) if opts.resume else _new_state()
     if state["epoch"] == 0 and rank == 0 and (out / "log.jsonl").exists():
         (out / "log.jsonl").unlink()  # a fresh start: do not mix logs of two runs
     net = model
@@ -677,24 +729,17 @@ def train_run(spec: RunSpec, data, cfg: dict, run_root, device, teacher=None, te
     bs = max(1, optim_cfg["batch_size"] // world)
     sampler = torch.utils.data.DistributedSampler(range(data.size("train")), num_replicas=world, rank=rank,
                                                   shuffle=True, seed=spec.seed, drop_last=False)
+    loss_fn = None if spec.method == "teacher" else build_loss(spec.method, spec.loss)
     ctx = dict(spec=spec, rank=rank, world=world, dist_on=dist_on, data=data, device=device, net=net, model=model,
-               opt=opt, crd=crd, teacher=teacher, batch_loss=batch_loss, sampler=sampler, bs=bs,
-               steps=math.ceil(len(sampler) / bs), optim=optim_cfg, out=out, rid=rid, progress=progress,
-               loss_fn=None if spec.method == "teacher" else build_loss(spec.method, spec.loss),
-               aug_alpha=float(cfg.get("aug", {}).get("alpha", 1.0)),
-               amp=tr["amp"], scaler=scaler, channels_last=tr["channels_last"])
-    if not _epochs(ctx, state, stop_after_epoch):
+               opt=opt, crd=crd, sampler=sampler, bs=bs, steps=math.ceil(len(sampler) / bs), optim=optim_cfg,
+               out=out, rid=rid, progress=opts.progress, scaler=scaler,
+               objective=Objective(loss_fn, job["teacher"], job["domain"].batch_loss, crd),
+               step=StepOptions(tr["amp"], scaler, tr["channels_last"]),
+               aug_alpha=float(cfg.get("aug", {}).get("alpha", 1.0)))
+    if not _epochs(ctx, state, opts.stop_after_epoch):
         return None
-    result = _result(spec, state, ident, world, "val" if has_validation(data) else "test")
-    record = runs.make_record(spec.name, ident, result)
+    result = _result(spec, state, job["ident"], world, "val" if has_validation(data) else "test")
     if rank == 0:
         _atomic_save(dict(saved_weights(model), spec=asdict(spec), run_id=rid,
                           crd=crd.state_dict() if crd is not None else None), out / "final.pt")
-        _atomic_text(json.dumps(record, indent=1), out / "result.json")
-        # A finished run is reused from result.json and final.pt: the resume checkpoint (weights
-        # plus optimizer state, 3x the model for Adam) is dead weight (a quick text run kept
-        # 2.4 GB of them), so it goes once the result is safely written.
-        ckpt.unlink(missing_ok=True)
-    if dist_on:
-        torch.distributed.barrier()
-    return record
+    return runs.make_record(spec.name, job["ident"], result)

@@ -15,8 +15,8 @@ import torch
 from examples.kd import runs
 from examples.kd.config import load_config
 from examples.kd.data import load_data
-from examples.kd.train import (NonFiniteLoss, RunMissing, RunSpec, load_model, run_identity, state_digest,
-                              train_run)
+from examples.kd.train import (NonFiniteLoss, RunMissing, RunOptions, RunSpec, load_model, run_identity,
+                              state_digest, train_run)
 
 ROOT = Path(__file__).resolve().parents[3]
 TINY = ["data.num_classes=6", "data.train_per_class=8", "data.test_per_class=2", "data.size=8",
@@ -38,7 +38,7 @@ def tiny(tmp_path_factory):
     cfg["run_dir"] = str(run)
     data = load_data(cfg["data"], run)
     torch.set_num_threads(1)
-    rec = train_run(RunSpec("teacher", "resnet8", "teacher", "none", 0, 6), data, cfg, run, CPU, progress=False)
+    rec = train_run(RunSpec("teacher", "resnet8", "teacher", "none", 0, 6), data, cfg, run, CPU, options=RunOptions(progress=False))
     teacher = load_model(run / rec["run_id"] / "final.pt", "resnet8", data.num_classes, "cpu")
     return cfg, data, teacher, run, rec
 
@@ -61,7 +61,7 @@ def test_every_method_learns(tiny, method, aug, extra):
     # the contrastive term (weight 0.8) dominates the first epochs on 192 images: CRD gets 5 epochs
     epochs = 5 if method.startswith("crd") else 4
     spec = RunSpec(f"{method}_{aug}_{len(extra)}", "resnet8", method, aug, 0, epochs, loss)
-    res = train_run(spec, data, cfg, run, CPU, teacher=teacher, progress=False)
+    res = train_run(spec, data, cfg, run, CPU, teacher=teacher, options=RunOptions(progress=False))
     assert res["epochs"] == epochs and res["best_acc"] >= 40.0, res["best_acc"]  # chance is 25 %
     folder = run / res["run_id"]
     assert folder.name.startswith(spec.name + "-") and (folder / "final.pt").exists()
@@ -72,18 +72,18 @@ def test_every_method_learns(tiny, method, aug, extra):
 def test_resume_equals_uninterrupted(tiny, tmp_path):
     cfg, data, teacher, _, _ = tiny
     spec = RunSpec("kdi", "resnet8", "kd-i", "cutmix", 3, 2, dict(cfg["loss"], calibrated_fraction=0.5))
-    a = train_run(spec, data, cfg, tmp_path / "a", CPU, teacher=teacher, progress=False)
-    stopped = train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, progress=False, stop_after_epoch=1)
+    a = train_run(spec, data, cfg, tmp_path / "a", CPU, teacher=teacher, options=RunOptions(progress=False))
+    stopped = train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, options=RunOptions(progress=False, stop_after_epoch=1))
     assert stopped is None
     rid = a["run_id"]
     ck = torch.load(tmp_path / "b" / rid / "checkpoint.pt", weights_only=True)
     assert ck["state"]["epoch"] == 1
-    b = train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, progress=False)
+    b = train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, options=RunOptions(progress=False))
     sa = torch.load(tmp_path / "a" / rid / "final.pt", weights_only=True)["model"]
     sb = torch.load(tmp_path / "b" / rid / "final.pt", weights_only=True)["model"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert a["best_acc"] == b["best_acc"] and a["last_acc"] == b["last_acc"] and b["run_id"] == rid
-    assert train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, progress=False) == b  # reused
+    assert train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, options=RunOptions(progress=False)) == b  # reused
     # a finished run keeps final.pt and result.json, not the resume checkpoint
     assert not (tmp_path / "b" / rid / "checkpoint.pt").exists()
     assert not (tmp_path / "a" / rid / "checkpoint.pt").exists()
@@ -99,14 +99,14 @@ class _Payload:
 def test_tampered_checkpoint_is_refused_not_executed(tiny, tmp_path, monkeypatch):
     cfg, data, teacher, _, _ = tiny
     spec = RunSpec("kd-t", "resnet8", "kd", "none", 0, 2, dict(cfg["loss"]))
-    assert train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, progress=False, stop_after_epoch=1) is None
+    assert train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, options=RunOptions(progress=False, stop_after_epoch=1)) is None
     (folder,) = [p for p in tmp_path.iterdir() if p.name.startswith("kd-t-")]
     ck = torch.load(folder / "checkpoint.pt", weights_only=True)
     ck["state"]["evil"] = _Payload()
     torch.save(ck, folder / "checkpoint.pt")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(RuntimeError, match="objects other than tensors"):
-        train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, progress=False)
+        train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, options=RunOptions(progress=False))
     assert not (tmp_path / "pwned.txt").exists()
 
 
@@ -122,16 +122,17 @@ def test_autocast_step_every_method(tiny, method, aug, amp):
     a finite float32 loss, finite gradients on every parameter, weights that move."""
     from examples.kd.crd import build_crd
     from examples.kd.methods import build_loss, names
-    CRD_METHODS = names("crd")
     from examples.kd.models import build_model
-    from examples.kd.train import make_optimizer, prepare_student, step_options, train_step
+    from examples.kd.train import Batch, Objective, make_optimizer, prepare_student, step_options, train_step
+
+    CRD_METHODS = names("crd")
 
     cfg, data, teacher, _, _ = tiny
     cfg = dict(cfg, train={"amp": amp, "channels_last": True})
     torch.manual_seed(0)
     model = build_model("resnet8", data.num_classes)
     net, kw = prepare_student(model, cfg), step_options(cfg, CPU)
-    assert (kw["scaler"] is not None) == (amp == "fp16")
+    assert (kw.scaler is not None) == (amp == "fp16")
     assert next(p for p in model.parameters() if p.ndim == 4).is_contiguous(memory_format=torch.channels_last)
     crd = build_crd(dict(cfg["loss"], crd_k=16), model.feat_dim, teacher.feat_dim, data.size("train")) \
         if method in CRD_METHODS else None
@@ -141,16 +142,16 @@ def test_autocast_step_every_method(tiny, method, aug, amp):
     x, y = data.get("train", idx, CPU, torch.Generator().manual_seed(0))
     loss_fn = None if method == "teacher" else build_loss(method, dict(cfg["loss"], crd_k=16))
     for _ in range(30):  # fp16: the scaler skips steps whose scaled gradients overflow, then shrinks
-        scale = kw["scaler"].get_scale() if kw["scaler"] is not None else None
-        loss, stats = train_step(net, opt, x, y, teacher, loss_fn, aug, 1.0, np.random.default_rng(0),
-                                 torch.Generator().manual_seed(0), idx, crd=crd, **kw)
-        if scale is None or kw["scaler"].get_scale() >= scale:
+        scale = kw.scaler.get_scale() if kw.scaler is not None else None
+        batch = Batch(x, y, idx, aug, 1.0, np.random.default_rng(0), torch.Generator().manual_seed(0))
+        loss, stats = train_step(net, opt, batch, Objective(loss_fn, teacher, crd=crd), kw)
+        if scale is None or kw.scaler.get_scale() >= scale:
             break
     else:
         raise AssertionError("the gradient scaler skipped 30 steps")
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
-    if kw["scaler"] is not None:
-        kw["scaler"].unscale_(opt)
+    if kw.scaler is not None:
+        kw.scaler.unscale_(opt)
     bad = [k for k, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not bad, bad
     assert any(not torch.equal(before[k], p) for k, p in model.named_parameters())
@@ -162,13 +163,13 @@ def test_fp16_resume_restores_the_scaler_and_equals_uninterrupted(tiny, tmp_path
     cfg, data, teacher, _, _ = tiny
     cfg = dict(cfg, train={"amp": "fp16", "channels_last": True})
     spec = RunSpec("kdp16", "resnet8", "kd-p", "mixup", 0, 2, dict(cfg["loss"]))
-    a = train_run(spec, data, cfg, tmp_path / "a", CPU, teacher=teacher, progress=False)
+    a = train_run(spec, data, cfg, tmp_path / "a", CPU, teacher=teacher, options=RunOptions(progress=False))
     assert a["identity"]["train"] == {"amp": "fp16", "channels_last": True}
-    assert train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, progress=False,
-                     stop_after_epoch=1) is None
+    assert train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, options=RunOptions(progress=False,
+                     stop_after_epoch=1)) is None
     ck = torch.load(tmp_path / "b" / a["run_id"] / "checkpoint.pt", weights_only=True)
     assert ck["scaler"]["scale"] > 0
-    b = train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, progress=False)
+    b = train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, options=RunOptions(progress=False))
     sa = torch.load(tmp_path / "a" / a["run_id"] / "final.pt", weights_only=True)["model"]
     sb = torch.load(tmp_path / "b" / a["run_id"] / "final.pt", weights_only=True)["model"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -205,33 +206,33 @@ def _changes(cfg, data, teacher, tmp_path):
 def test_identity_covers_every_setting(tiny, tmp_path):
     cfg, data, teacher, _, _ = tiny
     spec, changes = _changes(cfg, data, teacher, tmp_path)
-    base = train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, progress=False)
+    base = train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, options=RunOptions(progress=False))
     ids = {base["run_id"]}
     for what, s, c, d, t in changes:
         # reuse_only: never trains, names what differs from the saved run
         with pytest.raises(RunMissing, match=what.replace(".", r"\.")):
-            train_run(s, d, c, tmp_path, CPU, teacher=t, progress=False, reuse_only=True)
+            train_run(s, d, c, tmp_path, CPU, teacher=t, options=RunOptions(progress=False, reuse_only=True))
         ident = run_identity(s, c, d.identity, state_digest(t), 1, 1)
         ids.add(runs.run_id(s.name, ident))
     assert len(ids) == 1 + len(changes)  # every change gives a new run (retrained, not reused)
     # the same settings are reused (the record comes back unchanged, nothing is retrained)
-    again = train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, progress=False, reuse_only=True)
+    again = train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, options=RunOptions(progress=False, reuse_only=True))
     assert again == base
     # the train section at its defaults is the run trained before the section existed
     defaults = dict(cfg, train={"amp": "off", "channels_last": False, "compile": False})
-    assert train_run(spec, data, defaults, tmp_path, CPU, teacher=teacher, progress=False, reuse_only=True) == base
+    assert train_run(spec, data, defaults, tmp_path, CPU, teacher=teacher, options=RunOptions(progress=False, reuse_only=True)) == base
     # a setting the method does not use does not change the run (sigma is KD-p's)
     s2 = RunSpec(**dict(vars(spec), loss=dict(spec.loss, sigma=5.0)))
-    assert train_run(s2, data, cfg, tmp_path, CPU, teacher=teacher, progress=False, reuse_only=True) == base
+    assert train_run(s2, data, cfg, tmp_path, CPU, teacher=teacher, options=RunOptions(progress=False, reuse_only=True)) == base
 
 
 def test_changed_settings_retrain_next_to_the_old_run(tiny, tmp_path):
     cfg, data, teacher, _, _ = tiny
     spec = RunSpec("kd", "resnet8", "kd", "none", 0, 1, dict(cfg["loss"]))
-    a = train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, progress=False)
+    a = train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, options=RunOptions(progress=False))
     msgs = []
     b = train_run(RunSpec(**dict(vars(spec), loss=dict(spec.loss, tau=2.0))), data, cfg, tmp_path, CPU,
-                  teacher=teacher, progress=False, log=msgs.append)
+                  teacher=teacher, options=RunOptions(progress=False, log=msgs.append))
     assert a["run_id"] != b["run_id"] and (tmp_path / a["run_id"] / "final.pt").exists()
     assert b["identity"]["loss"]["tau"] == 2.0 and any("loss.tau: 4.5 -> 2.0" in m for m in msgs)
 
@@ -242,7 +243,7 @@ def test_bad_spec_fails_before_training(tiny, tmp_path, change):
     spec = RunSpec(**dict(dict(name="x", arch="resnet8", method="kd-aug", aug="mixup", seed=0, epochs=1,
                                loss=dict(cfg["loss"])), **change))
     with pytest.raises(ValueError):
-        train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, progress=False)
+        train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, options=RunOptions(progress=False))
     assert not any(tmp_path.iterdir())
 
 
@@ -251,10 +252,10 @@ def test_crd_resume_restores_memory_and_equals_uninterrupted(tiny, tmp_path):
     and memory banks (the banks and Z are in the checkpoint)."""
     cfg, data, teacher, _, _ = tiny
     spec = RunSpec("crdaug", "resnet8", "crd-aug", "mixup", 1, 2, dict(cfg["loss"], crd_k=16), "resnet8")
-    a = train_run(spec, data, cfg, tmp_path / "a", CPU, teacher=teacher, progress=False)
-    assert train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, progress=False,
-                     stop_after_epoch=1) is None
-    train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, progress=False)
+    a = train_run(spec, data, cfg, tmp_path / "a", CPU, teacher=teacher, options=RunOptions(progress=False))
+    assert train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, options=RunOptions(progress=False,
+                     stop_after_epoch=1)) is None
+    train_run(spec, data, cfg, tmp_path / "b", CPU, teacher=teacher, options=RunOptions(progress=False))
     ca = torch.load(tmp_path / "a" / a["run_id"] / "final.pt", weights_only=False)
     cb = torch.load(tmp_path / "b" / a["run_id"] / "final.pt", weights_only=False)
     for k in ("memory_s", "memory_t", "z_s", "z_t", "embed_s.linear.weight"):
@@ -309,19 +310,19 @@ def test_no_validation_split_selects_on_test(tiny, tmp_path):
     data = load_data(dict(cfg["data"], val_fraction=0.0), tmp_path)
     assert data.splits == ("train", "test") and data.size("train") == 4 * 53
     spec = RunSpec("kd", "resnet8", "kd", "none", 0, 2, dict(cfg["loss"]))
-    rec = train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, progress=False)
+    rec = train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, options=RunOptions(progress=False))
     assert rec["selected_on"] == "test" and rec["sel_acc"] == rec["best_acc"] and rec["val_acc"] is None
 
 
 def test_thread_count_is_part_of_the_identity(tiny, tmp_path):
     cfg, data, teacher, _, _ = tiny
     spec = RunSpec("kd", "resnet8", "kd", "none", 0, 1, dict(cfg["loss"]))
-    rec = train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, progress=False)
+    rec = train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, options=RunOptions(progress=False))
     assert rec["identity"]["threads"] == torch.get_num_threads() == 1
     torch.set_num_threads(2)
     try:
         with pytest.raises(RunMissing, match="threads: 1 -> 2"):
-            train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, progress=False, reuse_only=True)
+            train_run(spec, data, cfg, tmp_path, CPU, teacher=teacher, options=RunOptions(progress=False, reuse_only=True))
     finally:
         torch.set_num_threads(1)
 
@@ -347,7 +348,7 @@ def test_nan_loss_stops_and_records_nothing(tiny, tmp_path):
     spec = RunSpec("kd", "resnet8", "kd", "none", 0, 2, dict(cfg["loss"]))
     bad = dict(cfg, optim=dict(cfg["optim"], lr=1e30))
     with pytest.raises(NonFiniteLoss, match="not recorded"):
-        train_run(spec, data, bad, tmp_path, CPU, teacher=teacher, progress=False)
+        train_run(spec, data, bad, tmp_path, CPU, teacher=teacher, options=RunOptions(progress=False))
     assert not list(tmp_path.glob("*/result.json")) and not list(tmp_path.glob("*/final.pt"))
 
 

@@ -14,6 +14,7 @@ import torch
 
 import treeiso
 from examples.kd.methods import build_loss, names
+from examples.kd.train import Batch
 from treeiso.distill import isotonic_targets, order_penalty
 
 from ._topk_ref import row_tree
@@ -139,8 +140,8 @@ def test_one_training_step_each_method(method):
     # the cache holds exactly what the teacher computes on these sentences
     torch.testing.assert_close(cached.features(x, idx), teacher_net.features(x), atol=1e-5, rtol=1e-5)
     aug = "none" if method == "kd" else "mixup"
-    loss, stats = text_loss(student, cached, build_loss(method, {}), x, y, idx, aug, 1.0,
-                            np.random.default_rng(0), torch.Generator().manual_seed(0))
+    batch = Batch(x, y, idx, aug, 1.0, np.random.default_rng(0), torch.Generator().manual_seed(0))
+    loss, stats = text_loss(student, batch, cached, build_loss(method, {}))
     assert loss.ndim == 0 and torch.isfinite(loss) and "violation" in stats
     opt.zero_grad()
     loss.backward()
@@ -150,7 +151,7 @@ def test_one_training_step_each_method(method):
     assert any(not torch.equal(a, b) for a, b in zip(before, student.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(t_before, teacher_net.parameters()))
     # teacher fine-tuning: plain cross-entropy
-    tl, _ = text_loss(teacher_net.train(), None, None, x, y, idx, "none", 1.0, None, None)
+    tl, _ = text_loss(teacher_net.train(), Batch(x, y, idx), None, None)
     assert torch.isfinite(tl)
 
 

@@ -18,67 +18,19 @@ Commands (finished training runs are reused, missing ones trained first):
 Profiles: quick (default), paper (``--profile``), or ``--config FILE.yaml``.
 Data: ``--dataset debian`` (default; this machine's package index), ``--dataset csv
 --data-root DIR`` (DIR/train.csv, DIR/test.csv with header text,label), ``--dataset tiny``.
+Distributed: ``torchrun --nproc_per_node=N -m examples.kd.text <command> ...``.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import time
-
-COMMANDS = ("run", "teacher", "students", "fig1", "table4", "report")
 
 
 def main(argv=None):
-    from ..__main__ import build_config, parse
-    from .config import CONFIG_DIR, PROFILES, SCHEMA
+    """``python -m examples.kd --domain text`` with ``argv``."""
+    from ..__main__ import main as study_main
 
-    a = parse(argv, prog="python -m examples.kd.text", doc=__doc__, commands=COMMANDS,
-              profiles="quick | paper", datasets="debian | csv | tiny", image_options=False)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        sys.exit("error: the text study runs in one process (torchrun is not supported); use --device cuda for a GPU")
-    try:
-        cfg = build_config(a, config_dir=CONFIG_DIR, profiles=PROFILES, schema=SCHEMA)
-        if a.config is None and not a.run_dir and a.profile != cfg.get("profile", a.profile):
-            cfg["run_dir"] = f"runs/text-{a.profile}"
-        from ..train import setup_determinism
-        from .experiment import TextStudy
-
-        setup_determinism()
-        t0 = time.perf_counter()
-        load0, utc0 = os.getloadavg(), time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-        study = TextStudy(cfg)
-    except (FileNotFoundError, ImportError, ValueError) as e:  # config, package, data, bad CSV: one line
-        sys.exit(f"error: {e}")
-    from ..train import NonFiniteLoss, RunMissing
-
-    cmd = a.command
-    steps = cfg.get("pipeline", ["teacher", "students", "fig1", "table4"]) if cmd == "run" else [cmd]
-    study.echo_tables = cmd != "run"
-    out = []
-    try:
-        for step in steps:
-            if step == "teacher":
-                study.teacher()
-            elif step == "students":
-                study.students()
-            elif step == "fig1":
-                out.append(study.fig1())
-            elif step == "table4":
-                out.append(study.table4())
-            elif step == "report":
-                study.report(a.out, a.readme)
-    except (NonFiniteLoss, RunMissing) as e:
-        sys.exit(f"error: {e}")
-    except RuntimeError as e:
-        if cmd != "report":
-            raise
-        sys.exit(f"error: {e}")  # a missing/stale analysis file or README block: one line
-    if cmd == "run":  # the wall time of a whole pipeline, for the report, then the tables
-        study.record_wall_time(time.perf_counter() - t0, utc0, load0, os.getloadavg())
-        print("\n" + "=" * 78)
-        print("\n\n".join(o for o in out if o))
-    print(f"\n[{cmd}] done in {time.perf_counter() - t0:.0f}s; outputs in {study.root}/analysis")
+    study_main(["--domain", "text", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from .. import methods
+from .. import methods, steps
 from ..config import SCHEMA as IMAGE_SCHEMA
 from ..schema import Bool, Choice, Float, Int, ListOf, Str
 
@@ -17,7 +17,7 @@ __all__ = ["SCHEMA", "CONFIG_DIR", "PROFILES", "STEPS"]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 PROFILES = ("quick", "paper")
-STEPS = ("teacher", "students", "fig1", "table4")
+STEPS = steps.pipeline_steps("text")
 
 SCHEMA = copy.deepcopy(IMAGE_SCHEMA)
 SCHEMA["data"] = {"name": Choice("debian", "csv", "tiny"), "root": Str(none=True), "cache_dir": Str(none=True),

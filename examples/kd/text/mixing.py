@@ -107,20 +107,23 @@ def encode_all(model, data, split, device, batch_size=256) -> torch.Tensor:
     return torch.cat(out)
 
 
-def text_loss(net, teacher, loss_fn, x, y, idx, aug, alpha, rng, gen):
-    """One batch of the text study: ``(loss, stats)``; the ``batch_loss`` of
-    :func:`examples.kd.train.train_step` (the image study's is :func:`examples.kd.train.image_loss`).
+def text_loss(net, batch, teacher, loss_fn):
+    """One batch of the text study (a :class:`examples.kd.train.Batch`): ``(loss, stats)``; the
+    ``batch_loss`` of :class:`examples.kd.train.Objective` (the image study's is
+    :func:`examples.kd.train.image_loss`).
 
     The teacher (``loss_fn is None``) is fine-tuned with cross-entropy on the plain sentences. A
     student encodes the batch, the teacher's representations of the same sentences are looked
-    up, both are mixed by :func:`mix_pooled` and each network's head gives its logits.
+    up by ``batch.idx``, both are mixed by :func:`mix_pooled` and each network's head gives its
+    logits.
     """
+    x, y = batch.x, batch.y
     if loss_fn is None:
         return F.cross_entropy(net(x), y), {}
     h_s = net.features(x)
-    h_t = teacher.features(x, idx)
-    mp = mix_pooled(h_t, h_s, y, aug, alpha, rng, gen)
+    h_t = teacher.features(x, batch.idx)
+    mp = mix_pooled(h_t, h_s, y, batch.aug, batch.aug_alpha, batch.rng, batch.gen)
     with torch.no_grad():
         t = teacher.head(mp.t)
     s = net.head(mp.s)
-    return loss_fn(s, t, mp.y_a, mp.y_b, mp.lam, mp.labels, gen)
+    return loss_fn(s, t, mp.y_a, mp.y_b, mp.lam, mp.labels, batch.gen)
