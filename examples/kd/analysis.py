@@ -12,6 +12,7 @@ import json
 import math
 import shutil
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -22,7 +23,7 @@ from . import methods
 from .report import bar_figure, fmt_ci, mean_ci, paired, write_table
 from .report import plt as _plt
 
-__all__ = ["order_stats", "table1", "table1_selected", "sweep_figure", "write_table", "fig1_figure", "timing_table", "write_report",
+__all__ = ["TableText", "order_stats", "table1", "table1_selected", "sweep_figure", "write_table", "fig1_figure", "timing_table", "write_report",
            "write_setup", "saved_analysis", "ROW_LABEL"]
 
 
@@ -157,8 +158,20 @@ def _deltas(rk, a, vals, acc, augs):
     return cells, vs_aug, ctrl
 
 
+@dataclass(frozen=True)
+class TableText:
+    """The words of a :func:`table1`: its ``title`` (default "Table 1 analogue (<metric>)"), the
+    heading of the metric's column (``header``), a sentence added to its note (``note_extra``)
+    and the figure's axis label (``ylabel``, default ``student <header>``)."""
+
+    title: str | None = None
+    header: str | None = None
+    note_extra: str = ""
+    ylabel: str | None = None
+
+
 def table1(entries: list[dict], out_dir: Path, augs=("mixup", "cutmix"), metric="best_acc", name="table1",
-           title=None, columns=(), header=None, figure=True, note_extra="", ylabel=None) -> str:
+           columns=(), figure=True, text: TableText | None = None) -> str:
     """Table 1 analogue from ``entries`` (dicts with ``row`` in :data:`ROW_LABEL`, ``aug``, ``seed``,
     ``metric``, ``violation``): mean with a 95 % t interval over seeds, the paired difference to
     KD-aug of the same augmentation and seed (95 % interval), and for KD-i the paired difference to
@@ -166,13 +179,14 @@ def table1(entries: list[dict], out_dir: Path, augs=("mixup", "cutmix"), metric=
     with ``figure``, ``<name>.png`` (the text study's Table 4: ``name="table4"`` and its own ``title``).
 
     ``columns``: ``(header, key)`` pairs of further accuracies shown as mean ± interval (the
-    differences use ``metric``); ``header``: the heading of ``metric``'s column; ``ylabel``: the
-    figure's axis label (default ``student <header>``).
+    differences use ``metric``); ``text``: the title, headings and labels (:class:`TableText`).
     """
+    text = text or TableText()
+    title, note_extra, ylabel = text.title, text.note_extra, text.ylabel
     acc, viol = _collect(entries, [metric] + [k for _, k in columns])
     main = acc[metric]
     mname = metric.replace("_", " ")
-    header = header or f"{mname} (%)"
+    header = text.header or f"{mname} (%)"
     rows, raw, panels = [], [], {AUG_LABEL[a]: [] for a in augs}
     for rk in ROW_LABEL:
         for a in (["none"] if rk in UNMIXED_ROWS else augs):
@@ -217,10 +231,10 @@ def table1_selected(entries: list[dict], out_dir: Path, augs) -> tuple[str, str]
     note = (" Accuracies on the test set: at the epoch selected on the validation split (Δs use it), at the "
             "last epoch, and at the best test epoch, which is what the paper reports (chosen on the test set "
             "itself, so optimistic).")
-    md = table1(entries, out_dir, augs, metric="sel_acc", columns=cols, header=METRIC_HEADER["sel_acc"],
-                note_extra=note, ylabel=SEL_AXIS)
-    md_last = table1(entries, out_dir / "last", augs, metric="last_acc", header=METRIC_HEADER["last_acc"],
-                     figure=False)
+    md = table1(entries, out_dir, augs, metric="sel_acc", columns=cols,
+                text=TableText(header=METRIC_HEADER["sel_acc"], note_extra=note, ylabel=SEL_AXIS))
+    md_last = table1(entries, out_dir / "last", augs, metric="last_acc", figure=False,
+                     text=TableText(header=METRIC_HEADER["last_acc"]))
     return md, md_last
 
 

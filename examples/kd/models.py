@@ -50,6 +50,15 @@ class SE(nn.Module):
         return x * w
 
 
+def _add_se_and_shortcut(block, cin, cout, stride, se):
+    """A residual block's squeeze-excitation (or identity) and its shortcut: the identity, or a
+    1x1 convolution with batch norm where the stride or the width changes."""
+    block.se = SE(cout) if se else nn.Identity()
+    block.shortcut = nn.Sequential()
+    if stride != 1 or cin != cout:
+        block.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), _bn(cout))
+
+
 class BasicBlock(nn.Module):
     expansion = 1
 
@@ -59,10 +68,7 @@ class BasicBlock(nn.Module):
         self.bn1 = _bn(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = _bn(cout)
-        self.se = SE(cout) if se else nn.Identity()
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), _bn(cout))
+        _add_se_and_shortcut(self, cin, cout, stride, se)
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -85,10 +91,7 @@ class Bottleneck(nn.Module):
         self.bn2 = _bn(width)
         self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
         self.bn3 = _bn(cout)
-        self.se = SE(cout) if se else nn.Identity()
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), _bn(cout))
+        _add_se_and_shortcut(self, cin, cout, stride, se)
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))

@@ -288,10 +288,13 @@ class _FrozenBNStats:
             m.momentum = mom
 
 
-def _train_batches(data, order, bs, device, gen, epoch, seed, rank, world):
-    """``(idx, x, y)`` of one epoch: in-memory sets by index, image folders through a DataLoader."""
+def _train_batches(ctx: dict, order, gen, epoch):
+    """``(idx, x, y)`` of one epoch of the run ``ctx``: in-memory sets by index, image folders
+    through a DataLoader."""
+    data, bs, device = ctx["data"], ctx["bs"], ctx["device"]
     if getattr(data, "streams", False):
-        yield from data.batches("train", bs, device, epoch=epoch, seed=seed, rank=rank, world=world)
+        yield from data.batches("train", bs, device, epoch=epoch, seed=ctx["spec"].seed, rank=ctx["rank"],
+                                world=ctx["world"])
         return
     for i in range(0, len(order), bs):
         idx = order[i:i + bs]
@@ -545,12 +548,12 @@ def _restore(ckpt: Path, rid: str, device, model, opt, crd, scaler=None):
 
 def _run_epoch(ctx: dict, epoch: int, bar) -> dict:
     """One epoch's steps; returns the loss, violation and step-time totals."""
-    spec, rank, world = ctx["spec"], ctx["rank"], ctx["world"]
+    spec, rank = ctx["spec"], ctx["rank"]
     gen, rng = _gens(spec.seed, epoch, rank)
     ctx["sampler"].set_epoch(epoch)
     order = torch.tensor(list(ctx["sampler"]))
     tot = dict(loss=0.0, violation=0.0, n=0, times=[])
-    batches = _train_batches(ctx["data"], order, ctx["bs"], ctx["device"], gen, epoch, spec.seed, rank, world)
+    batches = _train_batches(ctx, order, gen, epoch)
     for i in range(ctx["steps"]):
         t0 = time.perf_counter()
         try:

@@ -16,9 +16,10 @@ def _table4(study, entries, out):
     from .. import analysis
 
     title = f"Table 4 analogue ({study.cfg['data'].get('name', 'debian')}, Mixup-Transformer; {{}})"
-    md = analysis.table1(entries, out, ["mixup"], name="table4", title=title.format("best test accuracy"))
-    md_last = analysis.table1(entries, out / "last", ["mixup"], metric="last_acc", name="table4",
-                              title=title.format("last-epoch test accuracy"), figure=False)
+    md = analysis.table1(entries, out, ["mixup"], name="table4",
+                         text=analysis.TableText(title=title.format("best test accuracy")))
+    md_last = analysis.table1(entries, out / "last", ["mixup"], metric="last_acc", name="table4", figure=False,
+                              text=analysis.TableText(title=title.format("last-epoch test accuracy")))
     return md, md_last
 
 
